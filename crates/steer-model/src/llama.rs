@@ -1,0 +1,543 @@
+//! The Llama-family decoder (Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2):
+//! RMSNorm, RoPE, grouped-query attention, SwiGLU, with hooks at every block.
+//!
+//! `Llama::load` builds the model from a [`WeightSource`]; `Llama::forward`
+//! runs a left-padded batch with captures and edits; generation with a KV
+//! cache lives in `generate.rs` and uses [`Llama::step`].
+
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+use crate::hooks::{Capture, CapturePositions, Edit, LogitsMode, Site};
+use crate::host::HostTensor;
+use crate::weights::WeightSource;
+
+/// Additive attention-mask value for a masked key. Finite, so a row whose keys
+/// are all masked (a padding query) gives a uniform softmax rather than NaN.
+const MASKED: f32 = -1.0e9;
+
+struct Block {
+    attn_norm: Tensor<1>,
+    // Projection weights are stored transposed, `[in, out]`, so `x.matmul(w)` applies them.
+    wq: Tensor<2>,
+    wk: Tensor<2>,
+    wv: Tensor<2>,
+    bq: Option<Tensor<1>>,
+    bk: Option<Tensor<1>>,
+    bv: Option<Tensor<1>>,
+    wo: Tensor<2>,
+    mlp_norm: Tensor<1>,
+    w_gate: Tensor<2>,
+    w_up: Tensor<2>,
+    w_down: Tensor<2>,
+}
+
+/// A Llama-family decoder on one burn device.
+pub struct Llama {
+    cfg: ModelConfig,
+    device: Device,
+    embed: Tensor<2>,
+    blocks: Vec<Block>,
+    norm: Tensor<1>,
+    lm_head: Tensor<2>,
+    inv_freq: Vec<f32>,
+    o_proj_host: Vec<HostTensor>,
+}
+
+/// What a forward pass should read, change and return.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardRequest<'a> {
+    /// Activations to read.
+    pub captures: &'a [Capture],
+    /// Activations to change.
+    pub edits: &'a [Edit],
+    /// Which logits to return.
+    pub logits: LogitsMode,
+}
+
+impl Default for ForwardRequest<'_> {
+    fn default() -> Self {
+        ForwardRequest { captures: &[], edits: &[], logits: LogitsMode::All }
+    }
+}
+
+/// The result of a forward pass.
+#[derive(Debug, Clone)]
+pub struct ForwardOutput {
+    /// `[B, vocab]` for `LogitsMode::Last`, `[B, T, vocab]` for `LogitsMode::All`.
+    pub logits: Option<HostTensor>,
+    /// One entry per requested capture, in request order.
+    pub captures: Vec<(Capture, HostTensor)>,
+    /// Left padding of each row (the padded batch has `T = pad + len` columns).
+    pub pads: Vec<usize>,
+    /// Unpadded length of each row.
+    pub lens: Vec<usize>,
+}
+
+impl ForwardOutput {
+    /// The tensor captured for `capture`, if it was requested.
+    pub fn capture(&self, capture: Capture) -> Option<&HostTensor> {
+        self.captures.iter().find(|(c, _)| *c == capture).map(|(_, t)| t)
+    }
+
+    /// Column of the padded batch that holds position `pos` of `row`.
+    pub fn padded_index(&self, row: usize, pos: usize) -> usize {
+        self.pads[row] + pos
+    }
+}
+
+/// Per-step input: tokens laid out `[B, T]` plus where each sits in its row.
+pub(crate) struct StepInput<'a> {
+    /// `B × T` token ids (padding slots hold any valid id).
+    pub ids: &'a [u32],
+    /// `B × T` unpadded positions; `None` marks a padding slot.
+    pub positions: &'a [Option<usize>],
+    /// Prompt length of each row (for position policies of edits).
+    pub prompt_lens: &'a [usize],
+    /// Batch size.
+    pub batch: usize,
+}
+
+/// Keys and values of every block for the tokens seen so far.
+pub(crate) struct KvCache {
+    keys: Vec<Tensor<4>>,
+    values: Vec<Tensor<4>>,
+    /// `B × len` flags: whether each cached key is a real token (not padding).
+    valid: Vec<bool>,
+    len: usize,
+}
+
+impl KvCache {
+    pub(crate) fn new() -> Self {
+        KvCache { keys: Vec::new(), values: Vec::new(), valid: Vec::new(), len: 0 }
+    }
+}
+
+fn to_tensor1(values: &[f32], device: &Device) -> Tensor<1> {
+    Tensor::from_data(TensorData::new(values.to_vec(), [values.len()]), device)
+}
+
+fn to_tensor2(t: &HostTensor, device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(t.data.clone(), [t.shape[0], t.shape[1]]), device)
+}
+
+/// Reads a tensor back to main memory.
+pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> Result<HostTensor> {
+    let shape = t.dims().to_vec();
+    let data = t
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| ModelError::Backend(format!("reading a tensor back failed: {e:?}")))?;
+    HostTensor::new(shape, data).ok_or_else(|| ModelError::Backend("readback returned the wrong number of values".into()))
+}
+
+fn rms_norm<const D: usize>(x: Tensor<D>, weight: &Tensor<1>, eps: f32) -> Tensor<D> {
+    let variance = x.clone().square().mean_dim(D - 1);
+    let normed = x * (variance.add_scalar(eps)).sqrt().recip();
+    normed * weight.clone().unsqueeze::<D>()
+}
+
+impl Llama {
+    /// Builds the model from `weights` on `device`.
+    pub fn load(cfg: &ModelConfig, weights: &WeightSource, device: &Device) -> Result<Self> {
+        let d = cfg.hidden_size;
+        let hd = cfg.head_dim();
+        let q_out = cfg.num_attention_heads * hd;
+        let kv_out = cfg.num_key_value_heads * hd;
+        let f = cfg.intermediate_size;
+        let get = |name: &str, shape: &[usize]| weights.require(name, shape, cfg);
+        // A `[out, in]` Hugging Face weight becomes a transposed `[in, out]` device tensor.
+        let linear = |name: &str, out: usize, inp: usize| -> Result<Tensor<2>> {
+            let t = get(name, &[out, inp])?;
+            Ok(to_tensor2(&t, device).transpose())
+        };
+        let vector = |name: &str, n: usize| -> Result<Tensor<1>> { Ok(to_tensor1(&get(name, &[n])?.data, device)) };
+        let embed_host = get("model.embed_tokens.weight", &[cfg.vocab_size, d])?;
+        let embed = to_tensor2(&embed_host, device);
+        let lm_head = if cfg.tie_word_embeddings {
+            embed.clone().transpose()
+        } else {
+            linear("lm_head.weight", cfg.vocab_size, d)?
+        };
+        let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
+        let mut o_proj_host = Vec::with_capacity(cfg.num_hidden_layers);
+        for l in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{l}");
+            let bias = |name: &str, n: usize| -> Result<Option<Tensor<1>>> {
+                if cfg.attention_bias { vector(&format!("{p}.self_attn.{name}.bias"), n).map(Some) } else { Ok(None) }
+            };
+            let o = get(&format!("{p}.self_attn.o_proj.weight"), &[d, q_out])?;
+            blocks.push(Block {
+                attn_norm: vector(&format!("{p}.input_layernorm.weight"), d)?,
+                wq: linear(&format!("{p}.self_attn.q_proj.weight"), q_out, d)?,
+                wk: linear(&format!("{p}.self_attn.k_proj.weight"), kv_out, d)?,
+                wv: linear(&format!("{p}.self_attn.v_proj.weight"), kv_out, d)?,
+                bq: bias("q_proj", q_out)?,
+                bk: bias("k_proj", kv_out)?,
+                bv: bias("v_proj", kv_out)?,
+                wo: to_tensor2(&o, device).transpose(),
+                mlp_norm: vector(&format!("{p}.post_attention_layernorm.weight"), d)?,
+                w_gate: linear(&format!("{p}.mlp.gate_proj.weight"), f, d)?,
+                w_up: linear(&format!("{p}.mlp.up_proj.weight"), f, d)?,
+                w_down: linear(&format!("{p}.mlp.down_proj.weight"), d, f)?,
+            });
+            o_proj_host.push(o);
+        }
+        let norm = vector("model.norm.weight", d)?;
+        Ok(Llama {
+            cfg: cfg.clone(),
+            device: device.clone(),
+            embed,
+            blocks,
+            norm,
+            lm_head,
+            inv_freq: rope_inv_freq(cfg),
+            o_proj_host,
+        })
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Projects one head's output (`head_dim` values) through block `layer`'s
+    /// `o_proj`, giving its contribution to the residual stream (`d_model` values).
+    pub fn project_head(&self, layer: usize, head: usize, value: &[f32]) -> Result<Vec<f32>> {
+        let hd = self.cfg.head_dim();
+        self.check_layer(layer)?;
+        if head >= self.cfg.num_attention_heads || value.len() != hd {
+            return Err(ModelError::bad_request(format!(
+                "head {head} with {} values: the model has {} heads of {hd} values",
+                value.len(),
+                self.cfg.num_attention_heads
+            )));
+        }
+        let o = &self.o_proj_host[layer];
+        let cols = o.shape[1];
+        Ok((0..o.shape[0])
+            .map(|i| (0..hd).map(|j| o.data[i * cols + head * hd + j] * value[j]).sum())
+            .collect())
+    }
+
+    fn check_layer(&self, layer: usize) -> Result<()> {
+        if layer >= self.cfg.num_hidden_layers {
+            return Err(ModelError::bad_request(format!(
+                "layer {layer} is out of range: the model has {} layers (0..{})",
+                self.cfg.num_hidden_layers,
+                self.cfg.num_hidden_layers - 1
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks edits and captures against the model's shapes and the batch size.
+    pub fn validate_request(&self, req: &ForwardRequest, batch: usize) -> Result<()> {
+        let d = self.cfg.hidden_size;
+        let hd = self.cfg.head_dim();
+        for c in req.captures {
+            self.check_layer(c.site.layer())?;
+        }
+        for e in req.edits {
+            self.check_layer(e.layer())?;
+            let m = e.multipliers().len();
+            if m != 0 && m != batch {
+                return Err(ModelError::bad_request(format!(
+                    "{m} multipliers for a batch of {batch} rows (give one per row, or none)"
+                )));
+            }
+            match e {
+                Edit::AddVector { vector, .. } if vector.len() != d => {
+                    return Err(ModelError::bad_request(format!(
+                        "steering vector has {} values but the model's d_model is {d}",
+                        vector.len()
+                    )));
+                }
+                Edit::Affine { matrix, bias, .. } if matrix.len() != d * d || bias.len() != d => {
+                    return Err(ModelError::bad_request(format!(
+                        "affine edit needs a {d}×{d} matrix and {d} biases, got {} and {} values",
+                        matrix.len(),
+                        bias.len()
+                    )));
+                }
+                Edit::PatchHead { head, value, .. } if *head >= self.cfg.num_attention_heads || value.len() != hd => {
+                    return Err(ModelError::bad_request(format!(
+                        "head patch of head {head} with {} values: the model has {} heads of {hd} values",
+                        value.len(),
+                        self.cfg.num_attention_heads
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a batch of token sequences (left-padded internally) through the model.
+    pub fn forward(&self, rows: &[Vec<u32>], req: &ForwardRequest) -> Result<ForwardOutput> {
+        if rows.is_empty() || rows.iter().any(|r| r.is_empty()) {
+            return Err(ModelError::bad_request("forward needs at least one non-empty sequence"));
+        }
+        self.validate_request(req, rows.len())?;
+        let b = rows.len();
+        let t = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let lens: Vec<usize> = rows.iter().map(Vec::len).collect();
+        let pads: Vec<usize> = lens.iter().map(|l| t - l).collect();
+        let mut ids = Vec::with_capacity(b * t);
+        let mut positions = Vec::with_capacity(b * t);
+        for (row, &pad) in rows.iter().zip(&pads) {
+            ids.extend(std::iter::repeat_n(0u32, pad));
+            ids.extend_from_slice(row);
+            positions.extend(std::iter::repeat_n(None, pad));
+            positions.extend((0..row.len()).map(Some));
+        }
+        let input = StepInput { ids: &ids, positions: &positions, prompt_lens: &lens, batch: b };
+        let (logits, captures) = self.step(&input, None, req)?;
+        Ok(ForwardOutput { logits, captures, pads, lens })
+    }
+
+    /// One pass over `input`, appending to `cache` when given. Used for the
+    /// plain forward (no cache), and for prefill and decode during generation.
+    pub(crate) fn step(
+        &self,
+        input: &StepInput,
+        mut cache: Option<&mut KvCache>,
+        req: &ForwardRequest,
+    ) -> Result<(Option<HostTensor>, Vec<(Capture, HostTensor)>)> {
+        let cfg = &self.cfg;
+        let dev = &self.device;
+        let b = input.batch;
+        let tq = input.ids.len() / b;
+        let d = cfg.hidden_size;
+        let hd = cfg.head_dim();
+        let n_heads = cfg.num_attention_heads;
+        let n_kv = cfg.num_key_value_heads;
+        let n_rep = n_heads / n_kv;
+        if let Some(&bad) = input.ids.iter().find(|&&id| id as usize >= cfg.vocab_size) {
+            return Err(ModelError::bad_request(format!(
+                "token id {bad} is out of range for a vocabulary of {}",
+                cfg.vocab_size
+            )));
+        }
+
+        // Key validity and the additive mask [B, 1, 1, Tq, Tk].
+        let past = cache.as_ref().map_or(0, |c| c.len);
+        let tk = past + tq;
+        let mut valid = Vec::with_capacity(b * tk);
+        for row in 0..b {
+            if let Some(c) = cache.as_ref() {
+                valid.extend_from_slice(&c.valid[row * past..(row + 1) * past]);
+            }
+            valid.extend((0..tq).map(|i| input.positions[row * tq + i].is_some()));
+        }
+        let mut mask = vec![0.0f32; b * tq * tk];
+        for row in 0..b {
+            for i in 0..tq {
+                for j in 0..tk {
+                    let causal = j < past || j - past <= i;
+                    if !(causal && valid[row * tk + j]) {
+                        mask[(row * tq + i) * tk + j] = MASKED;
+                    }
+                }
+            }
+        }
+        let mask: Tensor<5> = Tensor::from_data(TensorData::new(mask, [b, 1, 1, tq, tk]), dev);
+
+        // RoPE tables for each slot's position: [B, 1, Tq, hd], halves repeated.
+        let half = hd / 2;
+        let mut cos = vec![0.0f32; b * tq * hd];
+        let mut sin = vec![0.0f32; b * tq * hd];
+        for (slot, pos) in input.positions.iter().enumerate() {
+            let p = pos.unwrap_or(0) as f32;
+            for (i, f) in self.inv_freq.iter().enumerate() {
+                let angle = p * f;
+                let (s, c) = angle.sin_cos();
+                cos[slot * hd + i] = c;
+                cos[slot * hd + half + i] = c;
+                sin[slot * hd + i] = -s;
+                sin[slot * hd + half + i] = s;
+            }
+        }
+        let cos: Tensor<4> = Tensor::from_data(TensorData::new(cos, [b, 1, tq, hd]), dev);
+        let sin: Tensor<4> = Tensor::from_data(TensorData::new(sin, [b, 1, tq, hd]), dev);
+        // rotate_half(x) * sin with the sign folded into `sin`: swap the halves of x.
+        let rope = |x: Tensor<4>| -> Tensor<4> {
+            let swapped = Tensor::cat(vec![x.clone().narrow(3, half, half), x.clone().narrow(3, 0, half)], 3);
+            x * cos.clone() + swapped * sin.clone()
+        };
+
+        // Per-edit coefficients [B, Tq, 1]: position mask times the row's multiplier.
+        let coef = |edit: &Edit| -> Vec<f32> {
+            let mult = edit.multipliers();
+            let mut out = vec![0.0f32; b * tq];
+            for row in 0..b {
+                let m = if mult.is_empty() { 1.0 } else { mult[row] };
+                for i in 0..tq {
+                    if let Some(p) = input.positions[row * tq + i] {
+                        if edit.positions().contains(p, input.prompt_lens[row]) {
+                            out[row * tq + i] = m;
+                        }
+                    }
+                }
+            }
+            out
+        };
+
+        let ids_t: Tensor<1, Int> =
+            Tensor::from_data(TensorData::new(input.ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [b * tq]), dev);
+        let mut x: Tensor<3> = self.embed.clone().select(0, ids_t).reshape([b, tq, d]);
+        let mut captures: Vec<(Capture, HostTensor)> = Vec::new();
+        let wants = |site: Site| req.captures.iter().filter(move |c| c.site == site);
+        let record = |site: Site, t: Tensor<3>, out: &mut Vec<(Capture, HostTensor)>| -> Result<()> {
+            for c in wants(site) {
+                let kept = match c.positions {
+                    CapturePositions::All => t.clone(),
+                    CapturePositions::Last => t.clone().narrow(1, tq - 1, 1),
+                };
+                out.push((*c, to_host(kept)?));
+            }
+            Ok(())
+        };
+        let scale = 1.0 / (hd as f32).sqrt();
+
+        for (l, blk) in self.blocks.iter().enumerate() {
+            record(Site::ResidPre(l), x.clone(), &mut captures)?;
+            let h = rms_norm(x.clone(), &blk.attn_norm, cfg.rms_norm_eps).reshape([b * tq, d]);
+            let proj = |w: &Tensor<2>, bias: &Option<Tensor<1>>| {
+                let y = h.clone().matmul(w.clone());
+                match bias {
+                    Some(bv) => y + bv.clone().unsqueeze::<2>(),
+                    None => y,
+                }
+            };
+            let q = proj(&blk.wq, &blk.bq).reshape([b, tq, n_heads, hd]).swap_dims(1, 2);
+            let k = proj(&blk.wk, &blk.bk).reshape([b, tq, n_kv, hd]).swap_dims(1, 2);
+            let v = proj(&blk.wv, &blk.bv).reshape([b, tq, n_kv, hd]).swap_dims(1, 2);
+            let q = rope(q);
+            let mut k = rope(k);
+            let mut v = v;
+            if let Some(c) = cache.as_deref_mut() {
+                if c.keys.len() > l {
+                    k = Tensor::cat(vec![c.keys[l].clone(), k], 2);
+                    v = Tensor::cat(vec![c.values[l].clone(), v], 2);
+                    c.keys[l] = k.clone();
+                    c.values[l] = v.clone();
+                } else {
+                    c.keys.push(k.clone());
+                    c.values.push(v.clone());
+                }
+            }
+            // Grouped-query attention without copying keys: the n_rep query heads
+            // that share a key head are stacked along the query axis.
+            let qg = q.reshape([b, n_kv, n_rep * tq, hd]);
+            let scores = qg.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+            let scores = scores.reshape([b, n_kv, n_rep, tq, tk]) + mask.clone();
+            let probs = softmax(scores, 4).reshape([b, n_kv, n_rep * tq, tk]);
+            let mut heads = probs.matmul(v).reshape([b, n_heads, tq, hd]);
+            for e in req.edits.iter().filter(|e| e.layer() == l) {
+                if let Edit::PatchHead { head, value, .. } = e {
+                    let c: Tensor<4> = Tensor::from_data(TensorData::new(coef(e), [b, 1, tq, 1]), dev);
+                    let val: Tensor<4> = Tensor::from_data(TensorData::new(value.clone(), [1, 1, 1, hd]), dev);
+                    let cur = heads.clone().narrow(1, *head, 1);
+                    let patched = cur.clone() + c * (val - cur);
+                    heads = heads.slice_assign([0..b, *head..*head + 1, 0..tq, 0..hd], patched);
+                }
+            }
+            let heads = heads.swap_dims(1, 2); // [B, Tq, H, hd]
+            if req.captures.iter().any(|c| c.site == Site::HeadOut(l)) {
+                for c in wants(Site::HeadOut(l)) {
+                    let kept = match c.positions {
+                        CapturePositions::All => heads.clone(),
+                        CapturePositions::Last => heads.clone().narrow(1, tq - 1, 1),
+                    };
+                    captures.push((*c, to_host(kept)?));
+                }
+            }
+            let attn = heads.reshape([b * tq, n_heads * hd]).matmul(blk.wo.clone()).reshape([b, tq, d]);
+            record(Site::AttnOut(l), attn.clone(), &mut captures)?;
+            x = x + attn;
+            let h = rms_norm(x.clone(), &blk.mlp_norm, cfg.rms_norm_eps).reshape([b * tq, d]);
+            let gate = silu(h.clone().matmul(blk.w_gate.clone()));
+            let up = h.matmul(blk.w_up.clone());
+            let mlp = (gate * up).matmul(blk.w_down.clone()).reshape([b, tq, d]);
+            record(Site::MlpOut(l), mlp.clone(), &mut captures)?;
+            x = x + mlp;
+            for e in req.edits.iter().filter(|e| e.layer() == l) {
+                match e {
+                    Edit::AddVector { vector, .. } => {
+                        let c: Tensor<3> = Tensor::from_data(TensorData::new(coef(e), [b, tq, 1]), dev);
+                        let v: Tensor<3> = Tensor::from_data(TensorData::new(vector.clone(), [1, 1, d]), dev);
+                        x = x + c * v;
+                    }
+                    Edit::Affine { matrix, bias, .. } => {
+                        let c: Tensor<3> = Tensor::from_data(TensorData::new(coef(e), [b, tq, 1]), dev);
+                        let a_t: Tensor<2> =
+                            Tensor::from_data(TensorData::new(matrix.clone(), [d, d]), dev).transpose();
+                        let bias: Tensor<3> = Tensor::from_data(TensorData::new(bias.clone(), [1, 1, d]), dev);
+                        let mapped = x.clone().reshape([b * tq, d]).matmul(a_t).reshape([b, tq, d]) + bias;
+                        x = x.clone() + c * (mapped - x);
+                    }
+                    Edit::PatchHead { .. } => {}
+                }
+            }
+            record(Site::ResidPost(l), x.clone(), &mut captures)?;
+        }
+        if let Some(c) = cache {
+            c.valid = valid;
+            c.len = tk;
+        }
+
+        // Captures come back in request order, whatever order the blocks produced them.
+        let mut ordered = Vec::with_capacity(req.captures.len());
+        for c in req.captures {
+            if let Some(pos) = captures.iter().position(|(k, _)| k == c) {
+                ordered.push(captures.swap_remove(pos));
+            }
+        }
+
+        let logits = match req.logits {
+            LogitsMode::None => None,
+            LogitsMode::Last => {
+                let last = x.narrow(1, tq - 1, 1).reshape([b, d]);
+                let h = rms_norm(last, &self.norm, cfg.rms_norm_eps);
+                Some(to_host(h.matmul(self.lm_head.clone()))?)
+            }
+            LogitsMode::All => {
+                let h = rms_norm(x, &self.norm, cfg.rms_norm_eps).reshape([b * tq, d]);
+                let logits = h.matmul(self.lm_head.clone()).reshape([b, tq, cfg.vocab_size]);
+                Some(to_host(logits)?)
+            }
+        };
+        Ok((logits, ordered))
+    }
+}
+
+/// RoPE inverse frequencies, with Llama-3 scaling when configured.
+fn rope_inv_freq(cfg: &ModelConfig) -> Vec<f32> {
+    let hd = cfg.head_dim();
+    let base = cfg.rope_theta as f64;
+    let mut freqs: Vec<f64> = (0..hd / 2).map(|i| 1.0 / base.powf((2 * i) as f64 / hd as f64)).collect();
+    if let Some(s) = cfg.rope_scaling {
+        let old_ctx = s.original_max_position_embeddings as f64;
+        let low_wavelen = old_ctx / s.low_freq_factor as f64;
+        let high_wavelen = old_ctx / s.high_freq_factor as f64;
+        for f in freqs.iter_mut() {
+            let wavelen = 2.0 * std::f64::consts::PI / *f;
+            if wavelen > low_wavelen {
+                *f /= s.factor as f64;
+            } else if wavelen >= high_wavelen {
+                let smooth = (old_ctx / wavelen - s.low_freq_factor as f64)
+                    / (s.high_freq_factor as f64 - s.low_freq_factor as f64);
+                *f = (1.0 - smooth) * *f / s.factor as f64 + smooth * *f;
+            }
+        }
+    }
+    freqs.into_iter().map(|f| f as f32).collect()
+}

@@ -1,0 +1,240 @@
+//! `steerbench`: the command-line front end of the steering benchmark.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use safetensors::tensor::{Dtype, TensorView};
+use steer_model::{
+    Backend, Capture, ChatMessage, Edit, ForwardRequest, GenerateOptions, LoadedModel, LogitsMode, Positions,
+    Sampling, Site,
+};
+
+#[derive(Parser)]
+#[command(name = "steerbench", version, about = "Benchmark suite for LLM steering methods")]
+struct Cli {
+    /// Compute backend: cpu (burn-flex) or wgpu.
+    #[arg(long, global = true, default_value = "cpu")]
+    backend: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct ModelPrompt {
+    /// `default`, a .gguf file, a Hugging Face directory, or org/name from the local HF cache.
+    #[arg(long, default_value = "default")]
+    model: String,
+    /// The prompt text.
+    #[arg(long)]
+    prompt: String,
+    /// Wrap the prompt as one user turn with the model's chat template (generation prompt added).
+    #[arg(long)]
+    chat: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write the logits at every position of a prompt to a safetensors file.
+    Logits {
+        #[command(flatten)]
+        input: ModelPrompt,
+        /// Output file (tensors `logits` [n_tokens, vocab] f32 and `token_ids` [n_tokens] i64).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Continue a prompt, optionally steered by a vector.
+    Generate {
+        #[command(flatten)]
+        input: ModelPrompt,
+        /// Most tokens to generate.
+        #[arg(long, default_value_t = 64)]
+        max_new_tokens: usize,
+        /// A safetensors file whose tensor `vector` ([d_model]) is added to the residual stream.
+        #[arg(long, requires = "layer")]
+        vector: Option<PathBuf>,
+        /// Block (0-based) after which the vector is added.
+        #[arg(long)]
+        layer: Option<usize>,
+        /// Strength of the vector.
+        #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+        multiplier: f32,
+        /// Sample with this temperature instead of greedy decoding.
+        #[arg(long)]
+        temperature: Option<f32>,
+        /// Nucleus sampling threshold (with --temperature).
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        /// Seed for sampling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Write the residual stream after one block for every token of a prompt.
+    Activations {
+        #[command(flatten)]
+        input: ModelPrompt,
+        /// Block (0-based) whose output is read.
+        #[arg(long)]
+        layer: usize,
+        /// Output file (tensor `resid` [n_tokens, d_model] f32, `token_ids` [n_tokens] i64).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a model's configuration and special tokens.
+    Info {
+        /// The model to describe.
+        #[arg(long, default_value = "default")]
+        model: String,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(err) = run(cli) {
+        eprintln!("error: {}", one_line(&format!("{err:#}")));
+        std::process::exit(1);
+    }
+}
+
+/// Joins a possibly multi-line message into one line.
+fn one_line(msg: &str) -> String {
+    msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+fn load(spec: &str, backend: &str) -> Result<LoadedModel> {
+    let backend: Backend = backend.parse()?;
+    let device = backend.device()?;
+    Ok(LoadedModel::load(spec, &device)?)
+}
+
+fn encode(model: &LoadedModel, input: &ModelPrompt) -> Result<Vec<u32>> {
+    let ids = if input.chat {
+        let messages = [ChatMessage { role: "user".into(), content: input.prompt.clone() }];
+        model.tokenizer.encode_chat(&messages, true)?
+    } else {
+        model.tokenizer.encode(&input.prompt, true)?
+    };
+    if ids.is_empty() {
+        bail!("the prompt encodes to no tokens");
+    }
+    Ok(ids)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Logits { input, out } => {
+            let model = load(&input.model, &cli.backend)?;
+            let ids = encode(&model, &input)?;
+            let req = ForwardRequest { captures: &[], edits: &[], logits: LogitsMode::All };
+            let output = model.model.forward(std::slice::from_ref(&ids), &req)?;
+            let logits = output.logits.context("the model returned no logits")?;
+            let (t, v) = (logits.shape[1], logits.shape[2]);
+            write_safetensors(&out, &[("logits", f32_view(&logits.data, &[t, v])), ("token_ids", ids_view(&ids))])?;
+            println!("wrote {} ({t} tokens × {v} logits)", out.display());
+        }
+        Command::Activations { input, layer, out } => {
+            let model = load(&input.model, &cli.backend)?;
+            let ids = encode(&model, &input)?;
+            let capture = Capture::all(Site::ResidPost(layer));
+            let req = ForwardRequest { captures: &[capture], edits: &[], logits: LogitsMode::None };
+            let output = model.model.forward(std::slice::from_ref(&ids), &req)?;
+            let resid = output.capture(capture).context("the model returned no activations")?;
+            let (t, d) = (resid.shape[1], resid.shape[2]);
+            write_safetensors(&out, &[("resid", f32_view(&resid.data, &[t, d])), ("token_ids", ids_view(&ids))])?;
+            println!("wrote {} ({t} tokens × {d} values, after block {layer})", out.display());
+        }
+        Command::Generate { input, max_new_tokens, vector, layer, multiplier, temperature, top_p, seed } => {
+            // Read the vector before the model so a bad file fails fast.
+            let steer = match (&vector, layer) {
+                (Some(path), Some(layer)) => Some((read_vector(path)?, layer, path.clone())),
+                (None, Some(_)) => bail!("--layer needs --vector"),
+                _ => None,
+            };
+            let model = load(&input.model, &cli.backend)?;
+            let ids = encode(&model, &input)?;
+            let mut edits = Vec::new();
+            if let Some((vector, layer, path)) = steer {
+                let d = model.model.config().hidden_size;
+                if vector.len() != d {
+                    bail!("{}: vector has {} values but the model's d_model is {d}", path.display(), vector.len());
+                }
+                edits.push(Edit::AddVector {
+                    layer,
+                    vector: vector.iter().map(|v| v * multiplier).collect(),
+                    positions: Positions::All,
+                    multipliers: vec![],
+                });
+            }
+            let sampling = match temperature {
+                Some(temperature) => Sampling::Sample { temperature, top_p, seed },
+                None => Sampling::Greedy,
+            };
+            let opts = GenerateOptions { max_new_tokens, sampling, eos_ids: model.tokenizer.eos_ids().to_vec() };
+            let new = model.model.generate(std::slice::from_ref(&ids), &edits, &opts)?;
+            println!("{}", model.tokenizer.decode(&new[0], true)?);
+        }
+        Command::Info { model } => {
+            let m = load(&model, &cli.backend)?;
+            let cfg = m.model.config();
+            println!("source: {}", m.format.path().display());
+            println!("{}", serde_json::to_string_pretty(cfg)?);
+            println!("bos: {:?}, eos: {:?}", m.tokenizer.bos_id(), m.tokenizer.eos_ids());
+        }
+    }
+    Ok(())
+}
+
+/// Reads tensor `vector` (f32 or f16, one axis) from a safetensors file.
+fn read_vector(path: &Path) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file: {e}", path.display()))?;
+    let view = tensors
+        .tensor("vector")
+        .map_err(|_| anyhow::anyhow!("{}: no tensor named 'vector'", path.display()))?;
+    if view.shape().len() != 1 {
+        bail!("{}: tensor 'vector' has shape {:?}; expected one axis", path.display(), view.shape());
+    }
+    let data = view.data();
+    let values: Vec<f32> = match view.dtype() {
+        Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        other => bail!("{}: tensor 'vector' has dtype {other:?}; expected F32", path.display()),
+    };
+    if values.iter().any(|v| !v.is_finite()) {
+        bail!("{}: tensor 'vector' holds NaN or infinite values", path.display());
+    }
+    Ok(values)
+}
+
+/// Owned little-endian bytes of a tensor, ready for a `TensorView`.
+struct Bytes {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+fn f32_view(values: &[f32], shape: &[usize]) -> Bytes {
+    Bytes { dtype: Dtype::F32, shape: shape.to_vec(), data: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
+}
+
+fn ids_view(ids: &[u32]) -> Bytes {
+    Bytes { dtype: Dtype::I64, shape: vec![ids.len()], data: ids.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect() }
+}
+
+/// Writes tensors to `path` atomically: a temporary file renamed into place.
+fn write_safetensors(path: &Path, tensors: &[(&str, Bytes)]) -> Result<()> {
+    let mut views = HashMap::new();
+    for (name, b) in tensors {
+        let view = TensorView::new(b.dtype, b.shape.clone(), &b.data)
+            .map_err(|e| anyhow::anyhow!("{}: cannot build tensor '{name}': {e}", path.display()))?;
+        views.insert(name.to_string(), view);
+    }
+    let bytes = safetensors::serialize(&views, None)
+        .map_err(|e| anyhow::anyhow!("{}: cannot serialise: {e}", path.display()))?;
+    let file_name = path.file_name().and_then(|n| n.to_str()).context("output path has no file name")?;
+    let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, &bytes).with_context(|| format!("{}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
+    Ok(())
+}
