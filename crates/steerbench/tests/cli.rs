@@ -1,0 +1,217 @@
+//! The `steerbench` binary end to end: the CLI contract on the default model,
+//! and one-line errors (never a panic, never a half-written file) for bad input.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use safetensors::SafeTensors;
+use safetensors::tensor::{Dtype, TensorView};
+use steer_model::gguf::{GgufValue, GgufWriter};
+
+fn steerbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_steerbench")).args(args).output().expect("run steerbench")
+}
+
+fn default_model() -> PathBuf {
+    let path = steer_model::model::default_model_path();
+    assert!(path.is_file(), "the default model is missing at {}: run `cargo xtask setup`", path.display());
+    path
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("steerbench-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Asserts a failed run with exactly one stderr line that contains every needle.
+fn assert_one_line_error(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure; stderr: {stderr}");
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
+    for n in needles {
+        assert!(lines[0].contains(n), "{:?} should contain {n:?}", lines[0]);
+    }
+}
+
+fn write_vector(path: &Path, name: &str, values: &[f32]) {
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = TensorView::new(Dtype::F32, vec![values.len()], &data).unwrap();
+    let bytes = safetensors::serialize(HashMap::from([(name.to_string(), view)]), None).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn read_tensor(path: &Path, name: &str) -> (Dtype, Vec<usize>, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap();
+    (t.dtype(), t.shape().to_vec(), t.data().to_vec())
+}
+
+/// A small GGUF with Llama metadata and random-free tensors of a 1-block model.
+fn tiny_llama_gguf(arch: &str) -> GgufWriter {
+    let mut w = GgufWriter::new();
+    w.add_metadata("general.architecture", GgufValue::String(arch.into()));
+    for (k, v) in [("embedding_length", 8u32), ("feed_forward_length", 16), ("block_count", 1), ("attention.head_count", 2)] {
+        w.add_metadata(format!("{arch}.{k}"), GgufValue::U32(v));
+    }
+    w.add_metadata(format!("{arch}.attention.layer_norm_rms_epsilon"), GgufValue::F32(1e-5));
+    w.add_tensor_f32("token_embd.weight", &[10, 8], vec![0.1; 80]);
+    w
+}
+
+#[test]
+fn logits_activations_and_generate_follow_the_contract() {
+    let model = default_model();
+    let model = model.to_str().unwrap();
+    let dir = scratch("contract");
+    let logits = dir.join("logits.safetensors");
+    let out = steerbench(&["logits", "--model", model, "--prompt", "The capital of France is", "--out", logits.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (dtype, shape, data) = read_tensor(&logits, "logits");
+    assert_eq!((dtype, shape.clone()), (Dtype::F32, vec![5, 49152]));
+    let (dtype, ids_shape, ids) = read_tensor(&logits, "token_ids");
+    assert_eq!((dtype, ids_shape), (Dtype::I64, vec![5]));
+    let ids: Vec<i64> = ids.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(ids, vec![504, 3575, 282, 4649, 314]);
+    // The last position predicts " Paris" (token 7042).
+    let last: Vec<f32> = data[4 * 49152 * 4..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let best = last.iter().enumerate().fold(0, |b, (i, &v)| if v > last[b] { i } else { b });
+    assert_eq!(best, 7042);
+
+    let acts = dir.join("acts.safetensors");
+    let out = steerbench(&["activations", "--model", model, "--prompt", "Hello there", "--chat", "--layer", "12", "--out", acts.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (dtype, shape, _) = read_tensor(&acts, "resid");
+    assert_eq!(dtype, Dtype::F32);
+    assert_eq!(shape[1], 576);
+    assert!(shape[0] > 20, "the chat template adds a system turn");
+
+    let out = steerbench(&["generate", "--model", model, "--chat", "--max-new-tokens", "20", "--prompt", "What is the capital of France?"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plain = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(plain.contains("Paris"), "{plain}");
+
+    // A strong vector at a middle layer changes the continuation.
+    let vector = dir.join("v.safetensors");
+    write_vector(&vector, "vector", &(0..576).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 }).collect::<Vec<_>>());
+    let out = steerbench(&[
+        "generate", "--model", model, "--chat", "--max-new-tokens", "20", "--prompt", "What is the capital of France?",
+        "--vector", vector.to_str().unwrap(), "--layer", "10", "--multiplier", "20",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(String::from_utf8_lossy(&out.stdout), plain);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_model_files_are_one_line_errors() {
+    let dir = scratch("badmodels");
+    let p = |name: &str| dir.join(name);
+    let run = |model: &Path| {
+        let out_file = dir.join("out.safetensors");
+        let out = steerbench(&["logits", "--model", model.to_str().unwrap(), "--prompt", "hi", "--out", out_file.to_str().unwrap()]);
+        assert!(!out_file.exists(), "an output file was written despite the error");
+        out
+    };
+
+    let real = std::fs::read(default_model()).unwrap();
+    std::fs::write(p("truncated.gguf"), &real[..real.len() / 3]).unwrap();
+    assert_one_line_error(&run(&p("truncated.gguf")), &["truncated.gguf", "truncated"]);
+    std::fs::write(p("header-only.gguf"), &real[..1000]).unwrap();
+    assert_one_line_error(&run(&p("header-only.gguf")), &["header-only.gguf", "header claims 272 tensors"]);
+
+    std::fs::write(p("magic.gguf"), b"GGML\x03\x00\x00\x00 this is not a model at all").unwrap();
+    assert_one_line_error(&run(&p("magic.gguf")), &["magic.gguf", "magic"]);
+
+    let mut absurd = b"GGUF".to_vec();
+    absurd.extend(3u32.to_le_bytes());
+    absurd.extend(u64::MAX.to_le_bytes());
+    absurd.extend(0u64.to_le_bytes());
+    std::fs::write(p("absurd.gguf"), &absurd).unwrap();
+    assert_one_line_error(&run(&p("absurd.gguf")), &["absurd.gguf", "18446744073709551615 tensors"]);
+
+    tiny_llama_gguf("gpt2").write(&p("arch.gguf")).unwrap();
+    assert_one_line_error(&run(&p("arch.gguf")), &["arch.gguf", "unsupported architecture 'gpt2'"]);
+
+    let mut no_tok = tiny_llama_gguf("llama");
+    no_tok.write(&p("notok.gguf")).unwrap();
+    assert_one_line_error(&run(&p("notok.gguf")), &["notok.gguf", "tokenizer"]);
+
+    // An unknown quantisation type: patch the type id of the only tensor to 99.
+    no_tok.add_metadata("general.name", GgufValue::String("x".into()));
+    let mut bytes = std::fs::read(p("notok.gguf")).unwrap();
+    let name = b"token_embd.weight";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+    let n_dims = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let type_at = at + 4 + 8 * n_dims;
+    bytes[type_at..type_at + 4].copy_from_slice(&99u32.to_le_bytes());
+    std::fs::write(p("qtype.gguf"), &bytes).unwrap();
+    assert_one_line_error(&run(&p("qtype.gguf")), &["qtype.gguf", "unknown ggml type 99"]);
+
+    // A Hugging Face directory whose weights are not safetensors.
+    let hf = p("hfdir");
+    std::fs::create_dir_all(&hf).unwrap();
+    let config = r#"{"model_type":"llama","hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":2,"vocab_size":10}"#;
+    std::fs::write(hf.join("config.json"), config).unwrap();
+    let real_file = steer_model::gguf::GgufFile::open(&default_model()).unwrap();
+    let tokenizer = steer_model::ChatTokenizer::from_gguf_metadata(&real_file.metadata, &default_model()).unwrap();
+    tokenizer.inner().save(hf.join("tokenizer.json"), false).unwrap();
+    std::fs::write(hf.join("model.safetensors"), b"\xff\xff\xff\xff\xff\xff\xff\x7fgarbage").unwrap();
+    assert_one_line_error(&run(&hf), &["model.safetensors", "not a valid safetensors file"]);
+    std::fs::write(hf.join("tokenizer.json"), b"{ broken").unwrap();
+    assert_one_line_error(&run(&hf), &["tokenizer.json"]);
+
+    let missing = p("nope.gguf");
+    assert_one_line_error(&run(&missing), &["nope.gguf"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_arguments_are_one_line_errors() {
+    let model = default_model();
+    let model = model.to_str().unwrap();
+    let dir = scratch("badargs");
+    let short = dir.join("short.safetensors");
+    write_vector(&short, "vector", &[1.0; 100]);
+    let out = steerbench(&["generate", "--model", model, "--prompt", "hi", "--vector", short.to_str().unwrap(), "--layer", "3"]);
+    assert_one_line_error(&out, &["short.safetensors", "100 values", "576"]);
+
+    let misnamed = dir.join("misnamed.safetensors");
+    write_vector(&misnamed, "direction", &[1.0; 576]);
+    let out = steerbench(&["generate", "--model", model, "--prompt", "hi", "--vector", misnamed.to_str().unwrap(), "--layer", "3"]);
+    assert_one_line_error(&out, &["misnamed.safetensors", "no tensor named 'vector'"]);
+
+    let garbage = dir.join("garbage.safetensors");
+    std::fs::write(&garbage, b"not safetensors").unwrap();
+    let out = steerbench(&["generate", "--model", model, "--prompt", "hi", "--vector", garbage.to_str().unwrap(), "--layer", "3"]);
+    assert_one_line_error(&out, &["garbage.safetensors"]);
+
+    let acts = dir.join("acts.safetensors");
+    let out = steerbench(&["activations", "--model", model, "--prompt", "hi", "--layer", "30", "--out", acts.to_str().unwrap()]);
+    assert_one_line_error(&out, &["layer 30 is out of range", "30 layers"]);
+    assert!(!acts.exists());
+
+    let out = steerbench(&["logits", "--backend", "tpu", "--model", model, "--prompt", "hi", "--out", acts.to_str().unwrap()]);
+    assert_one_line_error(&out, &["unknown backend 'tpu'"]);
+
+    let nowhere = dir.join("no-such-dir").join("x.safetensors");
+    let out = steerbench(&["logits", "--model", model, "--prompt", "hi", "--out", nowhere.to_str().unwrap()]);
+    assert_one_line_error(&out, &["no-such-dir"]);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_steerbench"))
+        .args(["info", "--model", "default"])
+        .env("STEERBENCH_HOME", dir.join("empty-home"))
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, &["cargo xtask setup"]);
+
+    let out = steerbench(&["info", "--model", "acme/not-cached-anywhere"]);
+    assert_one_line_error(&out, &["acme/not-cached-anywhere", "not in the local Hugging Face cache"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
