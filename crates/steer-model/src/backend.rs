@@ -52,7 +52,9 @@ impl Backend {
         std::panic::set_hook(previous);
         match outcome {
             Ok(Some(v)) if v == [3.0] => Ok(device),
-            Ok(_) => Err(ModelError::Backend(format!("the {self} backend returned a wrong result on a probe"))),
+            Ok(_) => Err(ModelError::Backend(format!(
+                "the {self} backend returned a wrong result on a probe"
+            ))),
             Err(payload) => {
                 let msg = payload
                     .downcast_ref::<String>()
@@ -60,7 +62,9 @@ impl Backend {
                     .or_else(|| payload.downcast_ref::<&str>().copied())
                     .unwrap_or("unknown failure");
                 let first = msg.lines().next().unwrap_or(msg);
-                Err(ModelError::Backend(format!("the {self} backend is not usable here: {first}")))
+                Err(ModelError::Backend(format!(
+                    "the {self} backend is not usable here: {first}"
+                )))
             }
         }
     }

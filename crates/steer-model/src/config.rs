@@ -76,6 +76,26 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// The shapes of SmolLM2-135M(-Instruct), the default model: for benchmarks
+    /// and backend checks on random weights where the real file is not at hand.
+    pub fn smollm2_135m() -> Self {
+        ModelConfig {
+            architecture: Architecture::Llama,
+            hidden_size: 576,
+            intermediate_size: 1536,
+            num_hidden_layers: 30,
+            num_attention_heads: 9,
+            num_key_value_heads: 3,
+            rms_norm_eps: 1e-5,
+            rope_theta: 100_000.0,
+            rope_scaling: None,
+            vocab_size: 49152,
+            max_position_embeddings: 8192,
+            tie_word_embeddings: true,
+            attention_bias: false,
+        }
+    }
+
     /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
@@ -145,9 +165,7 @@ impl ModelConfig {
                         factor: s.factor.unwrap_or(1.0),
                         low_freq_factor: s.low_freq_factor.unwrap_or(1.0),
                         high_freq_factor: s.high_freq_factor.unwrap_or(4.0),
-                        original_max_position_embeddings: s
-                            .original_max_position_embeddings
-                            .unwrap_or(8192),
+                        original_max_position_embeddings: s.original_max_position_embeddings.unwrap_or(8192),
                     }),
                     "default" | "" => None,
                     other => {
@@ -173,9 +191,7 @@ impl ModelConfig {
             vocab_size: raw.vocab_size,
             max_position_embeddings: raw.max_position_embeddings.unwrap_or(2048),
             tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(false),
-            attention_bias: raw
-                .attention_bias
-                .unwrap_or(architecture == Architecture::Qwen2),
+            attention_bias: raw.attention_bias.unwrap_or(architecture == Architecture::Qwen2),
         };
         cfg.validate(path)?;
         Ok(cfg)
@@ -196,11 +212,13 @@ impl ModelConfig {
             }
         };
         let key = |k: &str| format!("{arch_name}.{k}");
-        let get = |k: &str| -> Result<usize, ModelError> {
-            Ok(file.get_u64(&key(k)).map_err(ModelError::from)? as usize)
-        };
+        let get =
+            |k: &str| -> Result<usize, ModelError> { Ok(file.get_u64(&key(k)).map_err(ModelError::from)? as usize) };
         let heads = get("attention.head_count")?;
-        let kv_heads = match file.opt_u64(&key("attention.head_count_kv")).map_err(ModelError::from)? {
+        let kv_heads = match file
+            .opt_u64(&key("attention.head_count_kv"))
+            .map_err(ModelError::from)?
+        {
             Some(v) => v as usize,
             None => heads,
         };

@@ -45,12 +45,18 @@ pub enum ModelError {
 impl ModelError {
     /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        ModelError::Io { path: path.to_path_buf(), source }
+        ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     /// A content error in `path`.
     pub fn invalid(path: &Path, message: impl Into<String>) -> Self {
-        ModelError::Invalid { path: path.to_path_buf(), message: message.into() }
+        ModelError::Invalid {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
     }
 
     /// A request that does not fit the model.

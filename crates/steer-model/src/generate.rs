@@ -85,7 +85,9 @@ impl Llama {
     /// its first end token. Rows of one batch do not influence each other.
     pub fn generate(&self, prompts: &[Vec<u32>], edits: &[Edit], opts: &GenerateOptions) -> Result<Vec<Vec<u32>>> {
         if prompts.is_empty() || prompts.iter().any(|p| p.is_empty()) {
-            return Err(ModelError::bad_request("generation needs at least one non-empty prompt"));
+            return Err(ModelError::bad_request(
+                "generation needs at least one non-empty prompt",
+            ));
         }
         if let Sampling::Sample { temperature, top_p, .. } = opts.sampling {
             if !(temperature > 0.0) || !(top_p > 0.0 && top_p <= 1.0) {
@@ -95,7 +97,11 @@ impl Llama {
             }
         }
         let b = prompts.len();
-        let req = ForwardRequest { captures: &[], edits, logits: LogitsMode::Last };
+        let req = ForwardRequest {
+            captures: &[],
+            edits,
+            logits: LogitsMode::Last,
+        };
         self.validate_request(&req, b)?;
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         if longest + opts.max_new_tokens > self.config().max_position_embeddings {
@@ -130,11 +136,18 @@ impl Llama {
             positions.extend((0..p.len()).map(Some));
         }
         let mut cache = KvCache::new();
-        let input = StepInput { ids: &ids, positions: &positions, prompt_lens: &prompt_lens, batch: b };
+        let input = StepInput {
+            ids: &ids,
+            positions: &positions,
+            prompt_lens: &prompt_lens,
+            batch: b,
+        };
         let (mut logits, _) = self.step(&input, Some(&mut cache), &req)?;
         let mut done = vec![false; b];
         for step in 0..opts.max_new_tokens {
-            let last = logits.take().ok_or_else(|| ModelError::Backend("no logits returned".into()))?;
+            let last = logits
+                .take()
+                .ok_or_else(|| ModelError::Backend("no logits returned".into()))?;
             let vocab = last.shape[1];
             let mut next = Vec::with_capacity(b);
             for row in 0..b {
@@ -143,7 +156,11 @@ impl Llama {
                     next.push(*out[row].last().unwrap_or(&0));
                     continue;
                 }
-                let token = choose(&last.data[row * vocab..(row + 1) * vocab], opts.sampling, rngs[row].as_mut());
+                let token = choose(
+                    &last.data[row * vocab..(row + 1) * vocab],
+                    opts.sampling,
+                    rngs[row].as_mut(),
+                );
                 out[row].push(token);
                 if opts.eos_ids.contains(&token) {
                     done[row] = true;
@@ -154,7 +171,12 @@ impl Llama {
                 break;
             }
             let positions: Vec<Option<usize>> = (0..b).map(|row| Some(prompt_lens[row] + step)).collect();
-            let input = StepInput { ids: &next, positions: &positions, prompt_lens: &prompt_lens, batch: b };
+            let input = StepInput {
+                ids: &next,
+                positions: &positions,
+                prompt_lens: &prompt_lens,
+                batch: b,
+            };
             logits = self.step(&input, Some(&mut cache), &req)?.0;
         }
         Ok(out)
@@ -173,7 +195,11 @@ mod tests {
     #[test]
     fn tiny_top_p_is_greedy() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let s = Sampling::Sample { temperature: 1.0, top_p: 1e-6, seed: 1 };
+        let s = Sampling::Sample {
+            temperature: 1.0,
+            top_p: 1e-6,
+            seed: 1,
+        };
         for _ in 0..20 {
             assert_eq!(choose(&[0.0, 5.0, 1.0], s, Some(&mut rng)), 1);
         }
@@ -182,9 +208,15 @@ mod tests {
     #[test]
     fn sampling_follows_probabilities() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let s = Sampling::Sample { temperature: 1.0, top_p: 1.0, seed: 7 };
+        let s = Sampling::Sample {
+            temperature: 1.0,
+            top_p: 1.0,
+            seed: 7,
+        };
         // P(token 1) = e / (1 + e) ≈ 0.731.
-        let hits = (0..4000).filter(|_| choose(&[0.0, 1.0], s, Some(&mut rng)) == 1).count();
+        let hits = (0..4000)
+            .filter(|_| choose(&[0.0, 1.0], s, Some(&mut rng)) == 1)
+            .count();
         let frac = hits as f64 / 4000.0;
         assert!((frac - 0.731).abs() < 0.03, "fraction {frac}");
     }

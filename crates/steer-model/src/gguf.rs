@@ -355,9 +355,7 @@ impl GgmlType {
 
     /// The type with the given ggml name, compared without regard to case (`"Q4_K"`, `"q4_k"`).
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|t| t.name().eq_ignore_ascii_case(name))
+        Self::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(name))
     }
 
     /// The GGUF id of the type.
@@ -697,12 +695,10 @@ impl GgufFile {
 
     /// Dequantises the named tensor to f32 values in row-major order.
     pub fn dequantize(&self, name: &str) -> Result<Vec<f32>, GgufError> {
-        let info = self
-            .tensor_info(name)
-            .ok_or_else(|| GgufError::MissingTensor {
-                path: self.path.clone(),
-                name: name.to_owned(),
-            })?;
+        let info = self.tensor_info(name).ok_or_else(|| GgufError::MissingTensor {
+            path: self.path.clone(),
+            name: name.to_owned(),
+        })?;
         let wrap = |source| GgufError::Dequant {
             path: self.path.clone(),
             name: name.to_owned(),
@@ -744,9 +740,7 @@ impl GgufFile {
     ) -> Result<Option<T>, GgufError> {
         match self.metadata.get(key) {
             None => Ok(None),
-            Some(v) => convert(v)
-                .map(Some)
-                .ok_or_else(|| self.wrong(key, v, expected)),
+            Some(v) => convert(v).map(Some).ok_or_else(|| self.wrong(key, v, expected)),
         }
     }
 
@@ -792,9 +786,7 @@ impl GgufFile {
 
     /// Like [`GgufFile::get_u32`], but an absent key gives `Ok(None)`.
     pub fn opt_u32(&self, key: &str) -> Result<Option<u32>, GgufError> {
-        self.typed(key, "an integer that fits in u32", |v| {
-            u32::try_from(v.as_u64()?).ok()
-        })
+        self.typed(key, "an integer that fits in u32", |v| u32::try_from(v.as_u64()?).ok())
     }
 
     /// Like [`GgufFile::get_u64`], but an absent key gives `Ok(None)`.
@@ -891,10 +883,7 @@ impl<'a> Reader<'a> {
         let bytes = self.take(len)?;
         match std::str::from_utf8(bytes) {
             Ok(s) => Ok(s.to_owned()),
-            Err(_) => Err(self.malformed(format!(
-                "{} contains a string that is not valid UTF-8",
-                self.ctx
-            ))),
+            Err(_) => Err(self.malformed(format!("{} contains a string that is not valid UTF-8", self.ctx))),
         }
     }
 
@@ -915,9 +904,7 @@ impl<'a> Reader<'a> {
                 0 => GgufValue::Bool(false),
                 1 => GgufValue::Bool(true),
                 b => {
-                    return Err(
-                        self.malformed(format!("metadata '{key}' has invalid bool byte {b}"))
-                    );
+                    return Err(self.malformed(format!("metadata '{key}' has invalid bool byte {b}")));
                 }
             },
             T_STRING => GgufValue::String(self.string()?),
@@ -929,9 +916,7 @@ impl<'a> Reader<'a> {
                 }
                 let elem_ty = self.u32()?;
                 let Some(min) = min_value_bytes(elem_ty) else {
-                    return Err(self.malformed(format!(
-                        "metadata '{key}' is an array of unknown value type {elem_ty}"
-                    )));
+                    return Err(self.malformed(format!("metadata '{key}' is an array of unknown value type {elem_ty}")));
                 };
                 let len = self.u64()?;
                 let max = self.left() as u64 / min;
@@ -951,9 +936,7 @@ impl<'a> Reader<'a> {
                 GgufValue::Array(items)
             }
             other => {
-                return Err(
-                    self.malformed(format!("metadata '{key}' has unknown value type {other}"))
-                );
+                return Err(self.malformed(format!("metadata '{key}' has unknown value type {other}")));
             }
         })
     }
@@ -1039,10 +1022,7 @@ fn parse(buf: &[u8], path: &Path) -> Result<Parsed, GgufError> {
             return Err(r.malformed(format!("general.alignment {a} is not a power of two")));
         }
         Some(other) => {
-            return Err(r.malformed(format!(
-                "general.alignment holds {}, expected u32",
-                other.describe()
-            )));
+            return Err(r.malformed(format!("general.alignment holds {}, expected u32", other.describe())));
         }
     };
 
@@ -1224,11 +1204,7 @@ fn check_dequant(ty: GgmlType, bytes: &[u8], n_elements: usize) -> Result<Kernel
 /// (at most 8).
 fn worker_count(n: usize) -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
-    let cores = *CORES.get_or_init(|| {
-        thread::available_parallelism()
-            .map_or(1, |c| c.get())
-            .min(8)
-    });
+    let cores = *CORES.get_or_init(|| thread::available_parallelism().map_or(1, |c| c.get()).min(8));
     (n >> 18).clamp(1, cores)
 }
 
@@ -1258,12 +1234,7 @@ fn dq_bf16(src: &[u8], dst: &mut [f32]) {
 
 /// Q4_0 block: f16 d, then 16 bytes holding elements j (low nibble) and j + 16 (high nibble).
 fn dq_q4_0(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in src
-        .as_chunks::<18>()
-        .0
-        .iter()
-        .zip(dst.as_chunks_mut::<32>().0)
-    {
+    for (b, y) in src.as_chunks::<18>().0.iter().zip(dst.as_chunks_mut::<32>().0) {
         let d = f16_at(b, 0);
         for j in 0..16 {
             let q = b[2 + j];
@@ -1275,12 +1246,7 @@ fn dq_q4_0(src: &[u8], dst: &mut [f32]) {
 
 /// Q4_1 block: f16 d, f16 m, then 16 bytes of nibbles laid out as in Q4_0.
 fn dq_q4_1(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in src
-        .as_chunks::<20>()
-        .0
-        .iter()
-        .zip(dst.as_chunks_mut::<32>().0)
-    {
+    for (b, y) in src.as_chunks::<20>().0.iter().zip(dst.as_chunks_mut::<32>().0) {
         let d = f16_at(b, 0);
         let m = f16_at(b, 2);
         for j in 0..16 {
@@ -1293,12 +1259,7 @@ fn dq_q4_1(src: &[u8], dst: &mut [f32]) {
 
 /// Q5_0 block: f16 d, a 32-bit word of fifth bits (bit j for element j), then 16 bytes of nibbles.
 fn dq_q5_0(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in src
-        .as_chunks::<22>()
-        .0
-        .iter()
-        .zip(dst.as_chunks_mut::<32>().0)
-    {
+    for (b, y) in src.as_chunks::<22>().0.iter().zip(dst.as_chunks_mut::<32>().0) {
         let d = f16_at(b, 0);
         let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
         for j in 0..16 {
@@ -1313,12 +1274,7 @@ fn dq_q5_0(src: &[u8], dst: &mut [f32]) {
 
 /// Q5_1 block: f16 d, f16 m, the 32-bit word of fifth bits, then 16 bytes of nibbles.
 fn dq_q5_1(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in src
-        .as_chunks::<24>()
-        .0
-        .iter()
-        .zip(dst.as_chunks_mut::<32>().0)
-    {
+    for (b, y) in src.as_chunks::<24>().0.iter().zip(dst.as_chunks_mut::<32>().0) {
         let d = f16_at(b, 0);
         let m = f16_at(b, 2);
         let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
@@ -1334,12 +1290,7 @@ fn dq_q5_1(src: &[u8], dst: &mut [f32]) {
 
 /// Q8_0 block: f16 d, then 32 signed bytes.
 fn dq_q8_0(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in src
-        .as_chunks::<34>()
-        .0
-        .iter()
-        .zip(dst.as_chunks_mut::<32>().0)
-    {
+    for (b, y) in src.as_chunks::<34>().0.iter().zip(dst.as_chunks_mut::<32>().0) {
         let d = f16_at(b, 0);
         for j in 0..32 {
             y[j] = f32::from(b[2 + j] as i8) * d;
@@ -1349,12 +1300,7 @@ fn dq_q8_0(src: &[u8], dst: &mut [f32]) {
 
 /// Q8_K block: f32 d, 256 signed bytes, then 16 i16 partial sums that dequantisation ignores.
 fn dq_q8_k(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in src
-        .as_chunks::<292>()
-        .0
-        .iter()
-        .zip(dst.as_chunks_mut::<QK_K>().0)
-    {
+    for (b, y) in src.as_chunks::<292>().0.iter().zip(dst.as_chunks_mut::<QK_K>().0) {
         let d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         for j in 0..QK_K {
             y[j] = d * f32::from(b[4 + j] as i8);
@@ -1366,12 +1312,7 @@ fn dq_q8_k(src: &[u8], dst: &mut [f32]) {
 /// f16 d, f16 dmin. Each half of 128 elements takes 32 bytes; four bit-pairs of those bytes
 /// give four groups of 32, each split into two sub-blocks of 16 with their own scale.
 fn dq_q2_k(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in src
-        .as_chunks::<84>()
-        .0
-        .iter()
-        .zip(dst.as_chunks_mut::<QK_K>().0)
-    {
+    for (b, y) in src.as_chunks::<84>().0.iter().zip(dst.as_chunks_mut::<QK_K>().0) {
         let (scales, rest) = b.split_at(16);
         let (qs, tail) = rest.split_at(64);
         let d = f16_at(tail, 0);
@@ -1399,8 +1340,7 @@ fn dq_q2_k(src: &[u8], dst: &mut [f32]) {
 /// 8..16 are the low and high nibbles of bytes 0..8, and the top two bits of scale `i` are
 /// bits `2 * (i / 4)` of byte `8 + i % 4`.
 fn q3_k_scales(packed: &[u8]) -> [i8; 16] {
-    let word =
-        |i: usize| u32::from_le_bytes([packed[i], packed[i + 1], packed[i + 2], packed[i + 3]]);
+    let word = |i: usize| u32::from_le_bytes([packed[i], packed[i + 1], packed[i + 2], packed[i + 3]]);
     const LOW2: u32 = 0x0303_0303;
     const LOW4: u32 = 0x0F0F_0F0F;
     let (a0, a1, hi) = (word(0), word(4), word(8));
@@ -1422,12 +1362,7 @@ fn q3_k_scales(packed: &[u8]) -> [i8; 16] {
 /// Q3_K block: 32 bytes of high-bit masks, 64 bytes of 2-bit values, 12 bytes of packed 6-bit
 /// scales, f16 d. The 2-bit values are laid out as in Q2_K; a clear high bit subtracts 4.
 fn dq_q3_k(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in src
-        .as_chunks::<110>()
-        .0
-        .iter()
-        .zip(dst.as_chunks_mut::<QK_K>().0)
-    {
+    for (b, y) in src.as_chunks::<110>().0.iter().zip(dst.as_chunks_mut::<QK_K>().0) {
         let (hmask, rest) = b.split_at(32);
         let (qs, rest) = rest.split_at(64);
         let (packed, tail) = rest.split_at(12);
@@ -1471,12 +1406,7 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 /// Q4_K block: f16 d, f16 dmin, 12 bytes of packed scales and mins, 128 bytes of nibbles. Each
 /// group of 64 elements takes 32 bytes: low nibbles first, then high nibbles.
 fn dq_q4_k(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in src
-        .as_chunks::<144>()
-        .0
-        .iter()
-        .zip(dst.as_chunks_mut::<QK_K>().0)
-    {
+    for (b, y) in src.as_chunks::<144>().0.iter().zip(dst.as_chunks_mut::<QK_K>().0) {
         let d = f16_at(b, 0);
         let dmin = f16_at(b, 2);
         let scales = &b[4..16];
@@ -1498,12 +1428,7 @@ fn dq_q4_k(src: &[u8], dst: &mut [f32]) {
 /// Q5_K block: as Q4_K with 32 bytes of fifth bits after the scales; group `g` takes its
 /// fifth bits from bits `2g` and `2g + 1` of those bytes.
 fn dq_q5_k(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in src
-        .as_chunks::<176>()
-        .0
-        .iter()
-        .zip(dst.as_chunks_mut::<QK_K>().0)
-    {
+    for (b, y) in src.as_chunks::<176>().0.iter().zip(dst.as_chunks_mut::<QK_K>().0) {
         let d = f16_at(b, 0);
         let dmin = f16_at(b, 2);
         let scales = &b[4..16];
@@ -1529,12 +1454,7 @@ fn dq_q5_k(src: &[u8], dst: &mut [f32]) {
 /// Q6_K block: 128 bytes of low nibbles, 64 bytes of high bit-pairs, 16 signed scales, f16 d.
 /// Each half of 128 elements takes 64 low-nibble bytes, 32 high bytes and 8 scales.
 fn dq_q6_k(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in src
-        .as_chunks::<210>()
-        .0
-        .iter()
-        .zip(dst.as_chunks_mut::<QK_K>().0)
-    {
+    for (b, y) in src.as_chunks::<210>().0.iter().zip(dst.as_chunks_mut::<QK_K>().0) {
         let d = f16_at(b, 208);
         for n in 0..2 {
             let ql = &b[64 * n..64 * n + 64];
@@ -1593,12 +1513,7 @@ impl GgufWriter {
 
     /// Adds an f32 tensor with a row-major shape of at most four dimensions (an empty shape is
     /// a scalar). The data is in row-major order.
-    pub fn add_tensor_f32(
-        &mut self,
-        name: impl Into<String>,
-        shape_row_major: &[usize],
-        data: Vec<f32>,
-    ) -> &mut Self {
+    pub fn add_tensor_f32(&mut self, name: impl Into<String>, shape_row_major: &[usize], data: Vec<f32>) -> &mut Self {
         self.tensors.push(PendingTensor {
             name: name.into(),
             shape: shape_row_major.to_vec(),
@@ -1626,12 +1541,11 @@ impl GgufWriter {
     pub fn to_bytes(&self, path_for_errors: &Path) -> Result<Vec<u8>, GgufError> {
         let header = self.encode_header(path_for_errors)?;
         let mut out = Vec::new();
-        self.write_all(&mut out, &header)
-            .map_err(|source| GgufError::Io {
-                path: path_for_errors.to_owned(),
-                action: "write",
-                source,
-            })?;
+        self.write_all(&mut out, &header).map_err(|source| GgufError::Io {
+            path: path_for_errors.to_owned(),
+            action: "write",
+            source,
+        })?;
         Ok(out)
     }
 
@@ -1644,10 +1558,7 @@ impl GgufWriter {
                     other => {
                         return Err(GgufError::Malformed {
                             path: path.to_owned(),
-                            problem: format!(
-                                "general.alignment must be a u32 power of two, not {}",
-                                other.describe()
-                            ),
+                            problem: format!("general.alignment must be a u32 power of two, not {}", other.describe()),
                         });
                     }
                 }
@@ -1675,8 +1586,7 @@ impl GgufWriter {
             }
             put_string(&mut out, key);
             out.extend_from_slice(&value.type_id().to_le_bytes());
-            put_value(&mut out, value)
-                .map_err(|problem| bad(format!("metadata '{key}': {problem}")))?;
+            put_value(&mut out, value).map_err(|problem| bad(format!("metadata '{key}': {problem}")))?;
         }
         let mut names = HashSet::new();
         let mut offset = 0u64;
@@ -1691,10 +1601,7 @@ impl GgufWriter {
                     t.shape.len()
                 )));
             }
-            let n = t
-                .shape
-                .iter()
-                .try_fold(1usize, |acc, &d| acc.checked_mul(d));
+            let n = t.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
             if n != Some(t.data.len()) {
                 return Err(bad(format!(
                     "tensor '{}' has shape {:?} but {} values",
@@ -1786,10 +1693,7 @@ mod tests {
             Ok(_) => panic!("a corrupt file was accepted"),
             Err(e) => {
                 let s = e.to_string();
-                assert!(
-                    s.starts_with("bad.gguf: "),
-                    "message does not name the file: {s}"
-                );
+                assert!(s.starts_with("bad.gguf: "), "message does not name the file: {s}");
                 assert!(!s.contains('\n'), "message spans lines: {s}");
                 s
             }
@@ -1837,9 +1741,7 @@ mod tests {
         put_u32(&mut v, 3);
         put_u64(&mut v, infos.len() as u64);
         put_u64(&mut v, kvs.len() as u64);
-        kvs.iter()
-            .chain(infos)
-            .for_each(|part| v.extend_from_slice(part));
+        kvs.iter().chain(infos).for_each(|part| v.extend_from_slice(part));
         v.resize(v.len().div_ceil(32) * 32, 0);
         v.extend_from_slice(data);
         v
@@ -1878,10 +1780,7 @@ mod tests {
             ("v.none", V::Array(vec![])),
             (
                 "v.nested",
-                V::Array(vec![
-                    V::Array(vec![V::U8(1)]),
-                    V::Array(vec![V::U8(2), V::U8(3)]),
-                ]),
+                V::Array(vec![V::Array(vec![V::U8(1)]), V::Array(vec![V::U8(2), V::U8(3)])]),
             ),
         ]
     }
@@ -1914,10 +1813,7 @@ mod tests {
 
     fn check_sample(file: &GgufFile) {
         assert_eq!(file.version, 3);
-        let expected: GgufMetadata = sample_metadata()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
+        let expected: GgufMetadata = sample_metadata().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         assert_eq!(file.metadata, expected);
         assert_eq!(file.alignment(), 32);
         assert_eq!(file.data_offset() % 32, 0);
@@ -1948,8 +1844,7 @@ mod tests {
 
     #[test]
     fn writer_reader_round_trip_on_disk() {
-        let path =
-            std::env::temp_dir().join(format!("gguf-round-trip-{}.gguf", std::process::id()));
+        let path = std::env::temp_dir().join(format!("gguf-round-trip-{}.gguf", std::process::id()));
         sample_writer().write(&path).unwrap();
         let opened = GgufFile::open(&path);
         let on_disk = std::fs::read(&path).unwrap();
@@ -1968,8 +1863,7 @@ mod tests {
         w.add_metadata("general.alignment", GgufValue::U32(64));
         w.add_tensor_f32("a", &[3], vec![1.0, 2.0, 3.0]);
         w.add_tensor_f32("b", &[1], vec![4.0]);
-        let file =
-            GgufFile::from_bytes(w.to_bytes(Path::new("x")).unwrap(), Path::new("x")).unwrap();
+        let file = GgufFile::from_bytes(w.to_bytes(Path::new("x")).unwrap(), Path::new("x")).unwrap();
         assert_eq!(file.alignment(), 64);
         assert_eq!(file.data_offset() % 64, 0);
         assert_eq!(file.tensor_info("b").unwrap().offset, 64);
@@ -1994,10 +1888,7 @@ mod tests {
             .add_metadata("k", GgufValue::U8(2));
         fail(&w, "duplicate metadata key 'k'");
         let mut w = GgufWriter::new();
-        w.add_metadata(
-            "k",
-            GgufValue::Array(vec![GgufValue::U8(1), GgufValue::I8(2)]),
-        );
+        w.add_metadata("k", GgufValue::Array(vec![GgufValue::U8(1), GgufValue::I8(2)]));
         fail(&w, "metadata 'k': array mixes u8 and i8 values");
         let mut w = GgufWriter::new();
         w.add_metadata("general.alignment", GgufValue::U32(24));
@@ -2006,10 +1897,7 @@ mod tests {
             .write(Path::new("/nonexistent-dir/out.gguf"))
             .unwrap_err()
             .to_string();
-        assert!(
-            e.starts_with("/nonexistent-dir/out.gguf: cannot write: "),
-            "{e}"
-        );
+        assert!(e.starts_with("/nonexistent-dir/out.gguf: cannot write: "), "{e}");
     }
 
     #[test]
@@ -2037,10 +1925,7 @@ mod tests {
         let e = file.get_u32("v.u64").unwrap_err().to_string();
         assert!(e.contains("holds u64 18446744073709551615"), "{e}");
         let e = file.opt_str("v.u32").unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "m.gguf: metadata key 'v.u32' holds u32 123456, expected a string"
-        );
+        assert_eq!(e, "m.gguf: metadata key 'v.u32' holds u32 123456, expected a string");
         let e = file.get_str_array("v.ints").unwrap_err().to_string();
         assert!(
             e.contains("holds an array of 3 values, expected an array of strings"),
@@ -2088,8 +1973,7 @@ mod tests {
                     let s = e.to_string();
                     // A cut inside the counted structures shows up as a count the rest of the
                     // file cannot hold; everywhere else it is reported as truncation.
-                    let named = s.starts_with("bad.gguf: truncated: ")
-                        || s.contains("but the file can hold at most");
+                    let named = s.starts_with("bad.gguf: truncated: ") || s.contains("but the file can hold at most");
                     assert!(named, "cut at {cut}: {s}");
                 }
             }
@@ -2125,10 +2009,7 @@ mod tests {
             b[at..at + with.len()].copy_from_slice(with);
             b
         };
-        assert_err(
-            patched(0, b"GGUX"),
-            "not a GGUF file (bad magic 0x47475558)",
-        );
+        assert_err(patched(0, b"GGUX"), "not a GGUF file (bad magic 0x47475558)");
         assert_err(
             b"PK".to_vec(),
             "truncated: the header needs 4 bytes at byte 0 but the file has 2 bytes",
@@ -2160,10 +2041,7 @@ mod tests {
         let e = GgufFile::open(Path::new("/nonexistent/model.gguf"))
             .unwrap_err()
             .to_string();
-        assert!(
-            e.starts_with("/nonexistent/model.gguf: cannot open: "),
-            "{e}"
-        );
+        assert!(e.starts_with("/nonexistent/model.gguf: cannot open: "), "{e}");
     }
 
     #[test]
@@ -2213,15 +2091,9 @@ mod tests {
             v = &v.as_array().unwrap()[0];
         }
         assert_eq!(v, &GgufValue::U8(9));
-        assert_err(
-            file(&[nested(5)]),
-            "metadata 'deep' nests arrays more than 4 deep",
-        );
+        assert_err(file(&[nested(5)]), "metadata 'deep' nests arrays more than 4 deep");
 
-        assert_err(
-            file(&[kv("k", 13, &[0])]),
-            "metadata 'k' has unknown value type 13",
-        );
+        assert_err(file(&[kv("k", 13, &[0])]), "metadata 'k' has unknown value type 13");
         let mut odd_array = Vec::new();
         put_u32(&mut odd_array, 77);
         put_u64(&mut odd_array, 1);
@@ -2229,10 +2101,7 @@ mod tests {
             file(&[kv("k", T_ARRAY, &odd_array)]),
             "metadata 'k' is an array of unknown value type 77",
         );
-        assert_err(
-            file(&[kv("b", T_BOOL, &[2])]),
-            "metadata 'b' has invalid bool byte 2",
-        );
+        assert_err(file(&[kv("b", T_BOOL, &[2])]), "metadata 'b' has invalid bool byte 2");
         assert_err(
             file(&[kv("k", T_U8, &[1]), kv("k", T_U8, &[2])]),
             "duplicate metadata key 'k'",
@@ -2278,18 +2147,9 @@ mod tests {
             one(tinfo("t", &[u64::MAX, 2], 0, 0)),
             "tensor 't' has dimensions [18446744073709551615, 2] whose product overflows",
         );
-        assert_err(
-            one(tinfo("t", &[1 << 32, 1 << 31], 0, 0)),
-            "whose product overflows",
-        );
-        assert_err(
-            one(tinfo("foo", &[4], 99, 0)),
-            "tensor 'foo' has unknown ggml type 99",
-        );
-        assert_err(
-            one(tinfo("t", &[4], 4, 0)),
-            "tensor 't' has unknown ggml type 4",
-        );
+        assert_err(one(tinfo("t", &[1 << 32, 1 << 31], 0, 0)), "whose product overflows");
+        assert_err(one(tinfo("foo", &[4], 99, 0)), "tensor 'foo' has unknown ggml type 99");
+        assert_err(one(tinfo("t", &[4], 4, 0)), "tensor 't' has unknown ggml type 4");
         assert_err(
             one(tinfo("t", &[4], 0, 32)),
             "truncated: tensor 't' data ends at byte 112 but the file has 80 bytes",
@@ -2298,10 +2158,7 @@ mod tests {
             one(tinfo("t", &[4], 0, u64::MAX / 32 * 32)),
             "data ends at byte 18446744073709551615",
         );
-        assert_err(
-            one(tinfo("t", &[1 << 40], 0, 0)),
-            "tensor 't' data ends at byte",
-        );
+        assert_err(one(tinfo("t", &[1 << 40], 0, 0)), "tensor 't' data ends at byte");
         assert_err(
             one(tinfo("t", &[4], 0, 4)),
             "tensor 't' has offset 4, which is not a multiple of the alignment 32",
@@ -2311,11 +2168,7 @@ mod tests {
             "tensor 'q' of type q4_0 has rows of 16 elements, not a multiple of the block size 32",
         );
         assert_err(
-            assemble(
-                &[],
-                &[tinfo("t", &[1], 0, 0), tinfo("t", &[1], 0, 0)],
-                &data,
-            ),
+            assemble(&[], &[tinfo("t", &[1], 0, 0), tinfo("t", &[1], 0, 0)], &data),
             "duplicate tensor name 't'",
         );
 
@@ -2370,8 +2223,8 @@ mod tests {
         assert_eq!(
             dequantizable,
             [
-                "f32", "f16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K",
-                "q5_K", "q6_K", "q8_K", "bf16"
+                "f32", "f16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "q8_K",
+                "bf16"
             ]
         );
     }
@@ -2448,20 +2301,9 @@ mod tests {
 
     #[test]
     fn float_types_by_hand() {
-        let values = [
-            1.0f32,
-            -2.5,
-            65504.0,
-            0.0,
-            -0.0,
-            f32::INFINITY,
-            6.103_515_6e-5,
-        ];
+        let values = [1.0f32, -2.5, 65504.0, 0.0, -0.0, f32::INFINITY, 6.103_515_6e-5];
         let f16s: Vec<u8> = values.iter().flat_map(|&v| h(v)).collect();
-        assert_eq!(
-            dequantize(GgmlType::F16, &f16s, values.len()).unwrap(),
-            values
-        );
+        assert_eq!(dequantize(GgmlType::F16, &f16s, values.len()).unwrap(), values);
         // bf16 keeps the top half of the f32 bits.
         let bf16s: Vec<u8> = values
             .iter()
@@ -2486,14 +2328,8 @@ mod tests {
             "100 elements is not a multiple of the q4_K block size 256"
         );
         let e = dequantize(GgmlType::Q8_0, &[0; 33], 32).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "32 q8_0 elements take 34 bytes but 33 were given"
-        );
-        assert_eq!(
-            dequantize(GgmlType::Q6_K, &[], 0).unwrap(),
-            Vec::<f32>::new()
-        );
+        assert_eq!(e.to_string(), "32 q8_0 elements take 34 bytes but 33 were given");
+        assert_eq!(dequantize(GgmlType::Q6_K, &[], 0).unwrap(), Vec::<f32>::new());
     }
 
     /// A small deterministic generator (xorshift64).
@@ -2576,19 +2412,13 @@ mod tests {
             GgmlType::Q6_K => {
                 let (quarter, l) = (r / 32, r % 32);
                 let low_byte = b[64 * half + l + 32 * (quarter % 2)];
-                let low = if quarter < 2 {
-                    low_byte & 15
-                } else {
-                    low_byte >> 4
-                };
+                let low = if quarter < 2 { low_byte & 15 } else { low_byte >> 4 };
                 let high = (b[128 + 32 * half + l] >> (2 * quarter)) & 3;
                 let q = (low | (high << 4)) as i32 - 32;
                 let scale = b[192 + 8 * half + l / 16 + 2 * quarter] as i8;
                 hf(b, 208) * scale as f32 * q as f32
             }
-            GgmlType::Q8_K => {
-                f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * (b[4 + e] as i8) as f32
-            }
+            GgmlType::Q8_K => f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * (b[4 + e] as i8) as f32,
             _ => unreachable!(),
         }
     }
@@ -2627,11 +2457,7 @@ mod tests {
             for (i, got) in y.iter().enumerate() {
                 let block = &bytes[i / QK_K * ty.type_size()..][..ty.type_size()];
                 let want = k_element(ty, block, i % QK_K);
-                assert_eq!(
-                    got.to_bits(),
-                    want.to_bits(),
-                    "{ty} element {i}: {got} vs {want}"
-                );
+                assert_eq!(got.to_bits(), want.to_bits(), "{ty} element {i}: {got} vs {want}");
             }
         }
     }
@@ -2650,11 +2476,6 @@ mod tests {
         let threaded = dequantize(GgmlType::Q8_0, &bytes, n).unwrap();
         let mut single = vec![0.0; n];
         dq_q8_0(&bytes, &mut single);
-        assert!(
-            threaded
-                .iter()
-                .zip(&single)
-                .all(|(a, b)| a.to_bits() == b.to_bits())
-        );
+        assert!(threaded.iter().zip(&single).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 }

@@ -87,12 +87,18 @@ pub struct Capture {
 impl Capture {
     /// Reads every position at `site`.
     pub fn all(site: Site) -> Self {
-        Capture { site, positions: CapturePositions::All }
+        Capture {
+            site,
+            positions: CapturePositions::All,
+        }
     }
 
     /// Reads the last position of every row at `site`.
     pub fn last(site: Site) -> Self {
-        Capture { site, positions: CapturePositions::Last }
+        Capture {
+            site,
+            positions: CapturePositions::Last,
+        }
     }
 }
 
@@ -149,9 +155,9 @@ impl Edit {
     /// The positions the edit acts on.
     pub fn positions(&self) -> &Positions {
         match self {
-            Edit::AddVector { positions, .. }
-            | Edit::Affine { positions, .. }
-            | Edit::PatchHead { positions, .. } => positions,
+            Edit::AddVector { positions, .. } | Edit::Affine { positions, .. } | Edit::PatchHead { positions, .. } => {
+                positions
+            }
         }
     }
 

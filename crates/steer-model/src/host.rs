@@ -23,7 +23,10 @@ impl HostTensor {
     /// A tensor of zeros.
     pub fn zeros(shape: Vec<usize>) -> Self {
         let n = shape.iter().product();
-        HostTensor { shape, data: vec![0.0; n] }
+        HostTensor {
+            shape,
+            data: vec![0.0; n],
+        }
     }
 
     /// Number of elements.

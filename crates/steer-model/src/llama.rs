@@ -59,7 +59,11 @@ pub struct ForwardRequest<'a> {
 
 impl Default for ForwardRequest<'_> {
     fn default() -> Self {
-        ForwardRequest { captures: &[], edits: &[], logits: LogitsMode::All }
+        ForwardRequest {
+            captures: &[],
+            edits: &[],
+            logits: LogitsMode::All,
+        }
     }
 }
 
@@ -111,7 +115,12 @@ pub(crate) struct KvCache {
 
 impl KvCache {
     pub(crate) fn new() -> Self {
-        KvCache { keys: Vec::new(), values: Vec::new(), valid: Vec::new(), len: 0 }
+        KvCache {
+            keys: Vec::new(),
+            values: Vec::new(),
+            valid: Vec::new(),
+            len: 0,
+        }
     }
 }
 
@@ -130,7 +139,8 @@ pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> Result<HostTensor> {
         .into_data()
         .try_to_vec::<f32>()
         .map_err(|e| ModelError::Backend(format!("reading a tensor back failed: {e:?}")))?;
-    HostTensor::new(shape, data).ok_or_else(|| ModelError::Backend("readback returned the wrong number of values".into()))
+    HostTensor::new(shape, data)
+        .ok_or_else(|| ModelError::Backend("readback returned the wrong number of values".into()))
 }
 
 fn rms_norm<const D: usize>(x: Tensor<D>, weight: &Tensor<1>, eps: f32) -> Tensor<D> {
@@ -166,7 +176,11 @@ impl Llama {
         for l in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{l}");
             let bias = |name: &str, n: usize| -> Result<Option<Tensor<1>>> {
-                if cfg.attention_bias { vector(&format!("{p}.self_attn.{name}.bias"), n).map(Some) } else { Ok(None) }
+                if cfg.attention_bias {
+                    vector(&format!("{p}.self_attn.{name}.bias"), n).map(Some)
+                } else {
+                    Ok(None)
+                }
             };
             let o = get(&format!("{p}.self_attn.o_proj.weight"), &[d, q_out])?;
             blocks.push(Block {
@@ -298,9 +312,19 @@ impl Llama {
             positions.extend(std::iter::repeat_n(None, pad));
             positions.extend((0..row.len()).map(Some));
         }
-        let input = StepInput { ids: &ids, positions: &positions, prompt_lens: &lens, batch: b };
+        let input = StepInput {
+            ids: &ids,
+            positions: &positions,
+            prompt_lens: &lens,
+            batch: b,
+        };
         let (logits, captures) = self.step(&input, None, req)?;
-        Ok(ForwardOutput { logits, captures, pads, lens })
+        Ok(ForwardOutput {
+            logits,
+            captures,
+            pads,
+            lens,
+        })
     }
 
     /// One pass over `input`, appending to `cache` when given. Used for the
@@ -390,8 +414,10 @@ impl Llama {
             out
         };
 
-        let ids_t: Tensor<1, Int> =
-            Tensor::from_data(TensorData::new(input.ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [b * tq]), dev);
+        let ids_t: Tensor<1, Int> = Tensor::from_data(
+            TensorData::new(input.ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [b * tq]),
+            dev,
+        );
         let mut x: Tensor<3> = self.embed.clone().select(0, ids_t).reshape([b, tq, d]);
         let mut captures: Vec<(Capture, HostTensor)> = Vec::new();
         let wants = |site: Site| req.captures.iter().filter(move |c| c.site == site);
@@ -460,7 +486,10 @@ impl Llama {
                     captures.push((*c, to_host(kept)?));
                 }
             }
-            let attn = heads.reshape([b * tq, n_heads * hd]).matmul(blk.wo.clone()).reshape([b, tq, d]);
+            let attn = heads
+                .reshape([b * tq, n_heads * hd])
+                .matmul(blk.wo.clone())
+                .reshape([b, tq, d]);
             record(Site::AttnOut(l), attn.clone(), &mut captures)?;
             x = x + attn;
             let h = rms_norm(x.clone(), &blk.mlp_norm, cfg.rms_norm_eps).reshape([b * tq, d]);
@@ -523,7 +552,9 @@ impl Llama {
 fn rope_inv_freq(cfg: &ModelConfig) -> Vec<f32> {
     let hd = cfg.head_dim();
     let base = cfg.rope_theta as f64;
-    let mut freqs: Vec<f64> = (0..hd / 2).map(|i| 1.0 / base.powf((2 * i) as f64 / hd as f64)).collect();
+    let mut freqs: Vec<f64> = (0..hd / 2)
+        .map(|i| 1.0 / base.powf((2 * i) as f64 / hd as f64))
+        .collect();
     if let Some(s) = cfg.rope_scaling {
         let old_ctx = s.original_max_position_embeddings as f64;
         let low_wavelen = old_ctx / s.low_freq_factor as f64;

@@ -28,7 +28,9 @@ pub fn steerbench_home() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(dir).join("steerbench");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("steerbench")
 }
 
@@ -45,7 +47,9 @@ pub fn hf_hub_cache() -> PathBuf {
     if let Some(dir) = std::env::var_os("HF_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(dir).join("hub");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("huggingface").join("hub")
 }
 
@@ -88,7 +92,9 @@ pub fn resolve(spec: &str) -> Result<ModelFormat> {
         if path.join("config.json").is_file() {
             return Ok(ModelFormat::HfDir(path.to_path_buf()));
         }
-        return Err(ModelError::NotFound(format!("{spec}: a directory without config.json is not a model")));
+        return Err(ModelError::NotFound(format!(
+            "{spec}: a directory without config.json is not a model"
+        )));
     }
     let parts: Vec<&str> = spec.split('/').collect();
     if parts.len() == 2 && parts.iter().all(|p| !p.is_empty() && *p != "." && *p != "..") {
@@ -165,7 +171,11 @@ impl LoadedModel {
             }
         };
         let model = Llama::load(&cfg, &weights, device)?;
-        Ok(LoadedModel { model, tokenizer, format })
+        Ok(LoadedModel {
+            model,
+            tokenizer,
+            format,
+        })
     }
 
     /// sha256 of the model's files (for a directory: of its weight and config files in name order).

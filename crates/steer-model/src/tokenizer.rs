@@ -64,9 +64,7 @@ use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::template::{SpecialToken, TemplateProcessing};
-use tokenizers::{
-    AddedToken, DecoderWrapper, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer,
-};
+use tokenizers::{AddedToken, DecoderWrapper, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
 
 use crate::gguf::{GgufMetadata, GgufValue};
 
@@ -277,9 +275,7 @@ impl ChatTokenizer {
                 // llama.cpp's defaults for SentencePiece vocabularies.
                 bos_id = bos_id.or(Some(1).filter(|&id| (id as usize) < n));
                 eos_id = eos_id.or(Some(2).filter(|&id| (id as usize) < n));
-                let add_space_prefix = m
-                    .boolean("tokenizer.ggml.add_space_prefix")?
-                    .unwrap_or(true);
+                let add_space_prefix = m.boolean("tokenizer.ggml.add_space_prefix")?.unwrap_or(true);
                 (spm_tokenizer(&m, &tokens, unk_id, add_space_prefix)?, true)
             }
             other => {
@@ -312,26 +308,20 @@ impl ChatTokenizer {
         tokenizer.add_special_tokens(&special);
         tokenizer.add_tokens(&user_defined);
 
-        let add_bos = m
-            .boolean("tokenizer.ggml.add_bos_token")?
-            .unwrap_or(default_add_bos);
+        let add_bos = m.boolean("tokenizer.ggml.add_bos_token")?.unwrap_or(default_add_bos);
         let add_eos = m.boolean("tokenizer.ggml.add_eos_token")?.unwrap_or(false);
         let bos = match (add_bos, bos_id) {
             (false, _) => None,
             (true, Some(id)) => Some((id, tokens[id as usize])),
             (true, None) => {
-                return Err(
-                    m.invalid("tokenizer.ggml.add_bos_token is set but there is no bos_token_id")
-                );
+                return Err(m.invalid("tokenizer.ggml.add_bos_token is set but there is no bos_token_id"));
             }
         };
         let eos = match (add_eos, eos_id) {
             (false, _) => None,
             (true, Some(id)) => Some((id, tokens[id as usize])),
             (true, None) => {
-                return Err(
-                    m.invalid("tokenizer.ggml.add_eos_token is set but there is no eos_token_id")
-                );
+                return Err(m.invalid("tokenizer.ggml.add_eos_token is set but there is no eos_token_id"));
             }
         };
         if let Some(processor) = bos_eos_processor(bos, eos).map_err(|e| m.invalid(e))? {
@@ -402,12 +392,10 @@ impl ChatTokenizer {
 
         let vocab_size = tokenizer.get_vocab_size(true);
         let lookup = |path: &Path, what: &str, token: &str| -> Result<u32, TokenizerError> {
-            tokenizer
-                .token_to_id(token)
-                .ok_or_else(|| TokenizerError::Invalid {
-                    path: path.to_path_buf(),
-                    message: format!("{what} {token:?} is not in the vocabulary"),
-                })
+            tokenizer.token_to_id(token).ok_or_else(|| TokenizerError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("{what} {token:?} is not in the vocabulary"),
+            })
         };
         let config_token = |key: &str| -> Result<Option<String>, TokenizerError> {
             match config.as_ref().and_then(|c| c.get(key)) {
@@ -472,8 +460,7 @@ impl ChatTokenizer {
         for id in end_of_generation_ids(|text| tokenizer.token_to_id(text)) {
             push_unique(&mut eos_ids, id);
         }
-        let eos_token =
-            eos_token.or_else(|| eos_ids.first().and_then(|&id| tokenizer.id_to_token(id)));
+        let eos_token = eos_token.or_else(|| eos_ids.first().and_then(|&id| tokenizer.id_to_token(id)));
         let bos_token = bos_token.or_else(|| bos_id.and_then(|id| tokenizer.id_to_token(id)));
 
         // BOS is added when the post-processor puts it in front of the text.
@@ -484,11 +471,10 @@ impl ChatTokenizer {
 
         let jinja_path = dir.join("chat_template.jinja");
         let (chat_template, template_path) = if jinja_path.is_file() {
-            let text =
-                std::fs::read_to_string(&jinja_path).map_err(|source| TokenizerError::Io {
-                    path: jinja_path.clone(),
-                    source,
-                })?;
+            let text = std::fs::read_to_string(&jinja_path).map_err(|source| TokenizerError::Io {
+                path: jinja_path.clone(),
+                source,
+            })?;
             (Some(text), jinja_path)
         } else {
             (
@@ -565,10 +551,7 @@ impl ChatTokenizer {
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
             return Err(TokenizerError::Decode {
                 path: self.source.clone(),
-                message: format!(
-                    "token id {bad} is out of range ({} tokens)",
-                    self.vocab_size
-                ),
+                message: format!("token id {bad} is out of range ({} tokens)", self.vocab_size),
             });
         }
         self.tokenizer
@@ -652,9 +635,7 @@ impl ChatTokenizer {
             bos_token => self.bos_token.as_deref().unwrap_or(""),
             eos_token => self.eos_token.as_deref().unwrap_or(""),
         };
-        template
-            .render(ctx)
-            .map_err(|e| template_error(one_line(e)))
+        template.render(ctx).map_err(|e| template_error(one_line(e)))
     }
 
     /// Renders `messages` with the chat template and encodes the result without
@@ -707,25 +688,16 @@ fn end_of_generation_ids(lookup: impl Fn(&str) -> Option<u32>) -> Vec<u32> {
 }
 
 /// A post-processor that puts BOS in front and/or EOS behind each sequence.
-fn bos_eos_processor(
-    bos: Option<(u32, &str)>,
-    eos: Option<(u32, &str)>,
-) -> Result<Option<TemplateProcessing>, String> {
+fn bos_eos_processor(bos: Option<(u32, &str)>, eos: Option<(u32, &str)>) -> Result<Option<TemplateProcessing>, String> {
     if bos.is_none() && eos.is_none() {
         return Ok(None);
     }
     let mut special_tokens = Vec::new();
     if let Some((id, token)) = bos {
-        special_tokens.push(
-            SpecialToken::new("[BOS]".into(), vec![id], vec![token.to_owned()])
-                .map_err(one_line)?,
-        );
+        special_tokens.push(SpecialToken::new("[BOS]".into(), vec![id], vec![token.to_owned()]).map_err(one_line)?);
     }
     if let Some((id, token)) = eos {
-        special_tokens.push(
-            SpecialToken::new("[EOS]".into(), vec![id], vec![token.to_owned()])
-                .map_err(one_line)?,
-        );
+        special_tokens.push(SpecialToken::new("[EOS]".into(), vec![id], vec![token.to_owned()]).map_err(one_line)?);
     }
     let wrap = |sequence: &str, type_id: u32| {
         let mut pieces = Vec::with_capacity(3);
@@ -764,12 +736,7 @@ struct PreTokenizerSpec {
 const GPT2_REGEX: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
 const LLAMA3_REGEX: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_REGEX: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-const DEFAULT_REGEXES: &[&str] = &[
-    r"[\p{P}\$\+<=>\^~\|]+",
-    GPT2_REGEX,
-    r"\p{N}+",
-    "[0-9][0-9][0-9]",
-];
+const DEFAULT_REGEXES: &[&str] = &[r"[\p{P}\$\+<=>\^~\|]+", GPT2_REGEX, r"\p{N}+", "[0-9][0-9][0-9]"];
 const FALCON_REGEXES: &[&str] = &[r"[\p{P}\$\+<=>\^~\|`]+", GPT2_REGEX, "[0-9][0-9][0-9]"];
 const DIGITS_THEN_GPT2_REGEXES: &[&str] = &[r"\p{N}", GPT2_REGEX];
 const DEEPSEEK_LLM_REGEXES: &[&str] = &[
@@ -797,16 +764,15 @@ fn pre_tokenizer_spec(pre: Option<&str>) -> PreTokenizerSpec {
     };
     match pre.unwrap_or("default") {
         "default" => plain(DEFAULT_REGEXES),
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0"
-        | "lfm2" => PreTokenizerSpec {
-            regexes: &[LLAMA3_REGEX],
-            ignore_merges: true,
-            add_bos: true,
-        },
-        "dbrx" | "smaug-bpe" => plain(&[LLAMA3_REGEX]),
-        "qwen2" | "deepseek-r1-qwen" | "kormo" | "stablelm2" | "hunyuan" | "megrez" => {
-            plain(&[QWEN2_REGEX])
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0" | "lfm2" => {
+            PreTokenizerSpec {
+                regexes: &[LLAMA3_REGEX],
+                ignore_merges: true,
+                add_bos: true,
+            }
         }
+        "dbrx" | "smaug-bpe" => plain(&[LLAMA3_REGEX]),
+        "qwen2" | "deepseek-r1-qwen" | "kormo" | "stablelm2" | "hunyuan" | "megrez" => plain(&[QWEN2_REGEX]),
         "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => {
             plain(DIGITS_THEN_GPT2_REGEXES)
         }
@@ -830,11 +796,7 @@ fn vocab_map(tokens: &[&str]) -> Vocab {
 
 /// Parses `tokenizer.ggml.merges` ("left right" per entry) and checks that both
 /// halves and their concatenation are in the vocabulary.
-fn parse_merges(
-    m: &Meta<'_>,
-    merges: &[&str],
-    vocab: &Vocab,
-) -> Result<Vec<(String, String)>, TokenizerError> {
+fn parse_merges(m: &Meta<'_>, merges: &[&str], vocab: &Vocab) -> Result<Vec<(String, String)>, TokenizerError> {
     let mut out = Vec::with_capacity(merges.len());
     for (i, line) in merges.iter().enumerate() {
         let (left, right) = line
@@ -859,14 +821,10 @@ fn parse_merges(
 }
 
 /// Byte-level BPE (`tokenizer.ggml.model = "gpt2"`).
-fn gpt2_tokenizer(
-    m: &Meta<'_>,
-    tokens: &[&str],
-    spec: PreTokenizerSpec,
-) -> Result<Tokenizer, TokenizerError> {
-    let merges = m.string_array("tokenizer.ggml.merges")?.ok_or_else(|| {
-        m.invalid("tokenizer.ggml.merges missing (a gpt2 tokenizer needs merges)")
-    })?;
+fn gpt2_tokenizer(m: &Meta<'_>, tokens: &[&str], spec: PreTokenizerSpec) -> Result<Tokenizer, TokenizerError> {
+    let merges = m
+        .string_array("tokenizer.ggml.merges")?
+        .ok_or_else(|| m.invalid("tokenizer.ggml.merges missing (a gpt2 tokenizer needs merges)"))?;
     let vocab = vocab_map(tokens);
     let merges = parse_merges(m, &merges, &vocab)?;
     let bpe = BPE::builder()
@@ -905,9 +863,7 @@ fn spm_tokenizer(
         Some(merges) => parse_merges(m, &merges, &vocab)?,
         None => {
             let scores = m.float_array("tokenizer.ggml.scores")?.ok_or_else(|| {
-                m.invalid(
-                    "tokenizer.ggml.scores missing (a llama tokenizer without merges needs scores)",
-                )
+                m.invalid("tokenizer.ggml.scores missing (a llama tokenizer without merges needs scores)")
             })?;
             if scores.len() != tokens.len() {
                 return Err(m.invalid(format!(
@@ -935,13 +891,9 @@ fn spm_tokenizer(
     } else {
         PrependScheme::Never
     };
-    let replace = Replace::new(METASPACE.to_string(), " ")
-        .map_err(|e| m.invalid(format!("decoder: {}", one_line(e))))?;
-    let mut decoders: Vec<DecoderWrapper> = vec![
-        replace.into(),
-        ByteFallback::new().into(),
-        Fuse::new().into(),
-    ];
+    let replace =
+        Replace::new(METASPACE.to_string(), " ").map_err(|e| m.invalid(format!("decoder: {}", one_line(e))))?;
+    let mut decoders: Vec<DecoderWrapper> = vec![replace.into(), ByteFallback::new().into(), Fuse::new().into()];
     if add_space_prefix {
         decoders.push(Strip::new(' ', 1, 0).into());
     }
@@ -982,15 +934,11 @@ fn merges_from_scores(tokens: &[&str], scores: &[f32]) -> Vec<(String, String)> 
             }
         }
         local.sort_by_key(|&(_, _, l, r)| (l, r));
-        merges.extend(local.iter().map(|&(left, right, _, _)| {
-            (
-                left,
-                right,
-                piece_score,
-                left.chars().count(),
-                right.chars().count(),
-            )
-        }));
+        merges.extend(
+            local
+                .iter()
+                .map(|&(left, right, _, _)| (left, right, piece_score, left.chars().count(), right.chars().count())),
+        );
     }
     merges.sort_by(|a, b| {
         b.2.partial_cmp(&a.2)
@@ -1023,10 +971,7 @@ fn raise_exception(message: String) -> Result<minijinja::Value, minijinja::Error
 
 /// The chat template of a `tokenizer_config.json`: a string, or a list of
 /// `{name, template}` of which the one named `default` is used.
-fn config_chat_template(
-    config: Option<&serde_json::Value>,
-    path: &Path,
-) -> Result<Option<String>, TokenizerError> {
+fn config_chat_template(config: Option<&serde_json::Value>, path: &Path) -> Result<Option<String>, TokenizerError> {
     let invalid = |message: &str| TokenizerError::Invalid {
         path: path.to_path_buf(),
         message: message.to_owned(),
@@ -1039,9 +984,7 @@ fn config_chat_template(
                 if item.get("name").and_then(|n| n.as_str()) == Some("default") {
                     return match item.get("template") {
                         Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-                        _ => Err(invalid(
-                            "chat_template \"default\" has no string \"template\"",
-                        )),
+                        _ => Err(invalid("chat_template \"default\" has no string \"template\"")),
                     };
                 }
             }
@@ -1062,12 +1005,10 @@ fn read_optional_json(path: &Path) -> Result<Option<serde_json::Value>, Tokenize
         path: path.to_path_buf(),
         source,
     })?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| TokenizerError::Json {
-            path: path.to_path_buf(),
-            message: one_line(e),
-        })
+    serde_json::from_str(&text).map(Some).map_err(|e| TokenizerError::Json {
+        path: path.to_path_buf(),
+        message: one_line(e),
+    })
 }
 
 /// Typed access to GGUF metadata with errors that name the file and the key.
@@ -1117,10 +1058,7 @@ impl Meta<'_> {
     }
 
     fn wrong_type(&self, key: &str, expected: &str, value: &GgufValue) -> TokenizerError {
-        self.invalid(format!(
-            "{key} should be {expected}, found {}",
-            value_type(value)
-        ))
+        self.invalid(format!("{key} should be {expected}, found {}", value_type(value)))
     }
 
     fn string(&self, key: &str) -> Result<Option<&str>, TokenizerError> {
@@ -1212,12 +1150,7 @@ mod tests {
     use super::*;
 
     fn strings(items: &[&str]) -> GgufValue {
-        GgufValue::Array(
-            items
-                .iter()
-                .map(|s| GgufValue::String((*s).to_owned()))
-                .collect(),
-        )
+        GgufValue::Array(items.iter().map(|s| GgufValue::String((*s).to_owned())).collect())
     }
 
     fn ints(items: &[i32]) -> GgufValue {
@@ -1227,9 +1160,7 @@ mod tests {
     /// GPT-2's byte-to-character table: printable bytes map to themselves, the
     /// others to the characters from U+0100 on.
     fn byte_chars() -> Vec<char> {
-        let printable = |b: u32| {
-            (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b)
-        };
+        let printable = |b: u32| (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
         let mut next = 0x100;
         (0u32..256)
             .map(|b| {
@@ -1244,8 +1175,7 @@ mod tests {
     }
 
     const GPT2_MERGES: &[&str] = &[
-        "h e", "l l", "he ll", "hell o", "Ġ w", "o r", "Ġw or", "l d", "Ġwor ld", "Ġ 1", "Ġ1 2",
-        "1 2",
+        "h e", "l l", "he ll", "hell o", "Ġ w", "o r", "Ġw or", "l d", "Ġwor ld", "Ġ 1", "Ġ1 2", "1 2",
     ];
 
     /// A byte-level vocabulary: `<|endoftext|>` (control), the 256 byte tokens,
@@ -1257,11 +1187,7 @@ mod tests {
         for merge in GPT2_MERGES {
             tokens.push(merge.replace(' ', ""));
         }
-        tokens.extend([
-            "<|im_end|>".to_owned(),
-            "<tool>".to_owned(),
-            "abc".to_owned(),
-        ]);
+        tokens.extend(["<|im_end|>".to_owned(), "<tool>".to_owned(), "abc".to_owned()]);
         let mut types = vec![1; tokens.len()];
         types[0] = 3;
         let n = types.len();
@@ -1269,10 +1195,7 @@ mod tests {
         types[n - 2] = 4;
         let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
         let mut meta = GgufMetadata::new();
-        meta.insert(
-            "tokenizer.ggml.model".into(),
-            GgufValue::String("gpt2".into()),
-        );
+        meta.insert("tokenizer.ggml.model".into(), GgufValue::String("gpt2".into()));
         meta.insert("tokenizer.ggml.pre".into(), GgufValue::String(pre.into()));
         meta.insert("tokenizer.ggml.tokens".into(), strings(&tokens));
         meta.insert("tokenizer.ggml.token_type".into(), ints(&types));
@@ -1303,12 +1226,7 @@ mod tests {
         assert_eq!(tok.vocab_size(), 257 + GPT2_MERGES.len() + 3);
         let ids = tok.encode("hello world", false).unwrap();
         assert_eq!(ids, vec![id(&tok, "hello"), id(&tok, "Ġworld")]);
-        for text in [
-            "hello world",
-            "Zürich 😀\n\ttabs  and  spaces ",
-            "",
-            "\u{0}\u{7f}é",
-        ] {
+        for text in ["hello world", "Zürich 😀\n\ttabs  and  spaces ", "", "\u{0}\u{7f}é"] {
             let ids = tok.encode(text, true).unwrap();
             assert_eq!(tok.decode(&ids, false).unwrap(), text);
         }
@@ -1320,10 +1238,7 @@ mod tests {
         let ids = tok.encode("hello<|endoftext|>world<tool>", false).unwrap();
         assert_eq!(ids[1], 0);
         assert_eq!(ids.last(), Some(&id(&tok, "<tool>")));
-        assert_eq!(
-            tok.decode(&ids, false).unwrap(),
-            "hello<|endoftext|>world<tool>"
-        );
+        assert_eq!(tok.decode(&ids, false).unwrap(), "hello<|endoftext|>world<tool>");
         // User-defined tokens are not special, so they stay when special tokens are skipped.
         assert_eq!(tok.decode(&ids, true).unwrap(), "helloworld<tool>");
     }
@@ -1339,22 +1254,13 @@ mod tests {
             vec![id(&smol, "Ġ"), id(&smol, "1"), id(&smol, "2")]
         );
         // Unknown names fall back to GPT-2.
-        assert_eq!(
-            gpt2("no-such-pre").encode(" 12", false).unwrap(),
-            vec![id(&gpt, "Ġ12")]
-        );
+        assert_eq!(gpt2("no-such-pre").encode(" 12", false).unwrap(), vec![id(&gpt, "Ġ12")]);
         // Llama 3 takes whole words from the vocabulary even without merges, and adds BOS.
         let llama3 = gpt2("llama-bpe");
-        assert_eq!(
-            llama3.encode("abc", false).unwrap(),
-            vec![id(&llama3, "abc")]
-        );
+        assert_eq!(llama3.encode("abc", false).unwrap(), vec![id(&llama3, "abc")]);
         assert_eq!(gpt.encode("abc", false).unwrap().len(), 3);
         assert!(llama3.add_bos() && !gpt.add_bos());
-        assert_eq!(
-            llama3.encode("abc", true).unwrap(),
-            vec![0, id(&llama3, "abc")]
-        );
+        assert_eq!(llama3.encode("abc", true).unwrap(), vec![0, id(&llama3, "abc")]);
         // The default list isolates punctuation runs and every regex compiles.
         for pre in [
             "default",
@@ -1368,8 +1274,7 @@ mod tests {
             let tok = gpt2(pre);
             let text = "Hello, world!! 1234 — 日本語 it's\n\n  x";
             assert_eq!(
-                tok.decode(&tok.encode(text, false).unwrap(), false)
-                    .unwrap(),
+                tok.decode(&tok.encode(text, false).unwrap(), false).unwrap(),
                 text,
                 "{pre}"
             );
@@ -1381,16 +1286,10 @@ mod tests {
         let mut meta = gpt2_meta("gpt2");
         let tok = ChatTokenizer::from_gguf_metadata(&meta, Path::new("tiny.gguf")).unwrap();
         assert!(!tok.add_bos());
-        assert_eq!(
-            tok.encode("hello", true).unwrap(),
-            tok.encode("hello", false).unwrap()
-        );
+        assert_eq!(tok.encode("hello", true).unwrap(), tok.encode("hello", false).unwrap());
         meta.insert("tokenizer.ggml.add_bos_token".into(), GgufValue::Bool(true));
         let tok = ChatTokenizer::from_gguf_metadata(&meta, Path::new("tiny.gguf")).unwrap();
-        assert_eq!(
-            tok.encode("hello", true).unwrap(),
-            vec![0, id(&tok, "hello")]
-        );
+        assert_eq!(tok.encode("hello", true).unwrap(), vec![0, id(&tok, "hello")]);
         assert_eq!(tok.encode("hello", false).unwrap(), vec![id(&tok, "hello")]);
     }
 
@@ -1428,16 +1327,10 @@ mod tests {
     fn malformed_metadata_is_reported_in_one_line() {
         let mut meta = gpt2_meta("gpt2");
         meta.remove("tokenizer.ggml.tokens");
-        assert_eq!(
-            error(&meta),
-            "bad.gguf: no tokenizer (tokenizer.ggml.tokens missing)"
-        );
+        assert_eq!(error(&meta), "bad.gguf: no tokenizer (tokenizer.ggml.tokens missing)");
 
         let mut meta = gpt2_meta("gpt2");
-        meta.insert(
-            "tokenizer.ggml.model".into(),
-            GgufValue::String("bert".into()),
-        );
+        meta.insert("tokenizer.ggml.model".into(), GgufValue::String("bert".into()));
         assert_eq!(error(&meta), "bad.gguf: unsupported tokenizer model 'bert'");
 
         let mut meta = gpt2_meta("gpt2");
@@ -1464,37 +1357,22 @@ mod tests {
         assert!(error(&meta).contains("token_type has 2 entries but tokenizer.ggml.tokens has"));
 
         let mut meta = gpt2_meta("gpt2");
-        meta.insert(
-            "tokenizer.ggml.eos_token_id".into(),
-            GgufValue::U32(1_000_000),
-        );
-        assert!(
-            error(&meta)
-                .starts_with("bad.gguf: tokenizer.ggml.eos_token_id = 1000000 is out of range")
-        );
+        meta.insert("tokenizer.ggml.eos_token_id".into(), GgufValue::U32(1_000_000));
+        assert!(error(&meta).starts_with("bad.gguf: tokenizer.ggml.eos_token_id = 1000000 is out of range"));
 
         let mut meta = gpt2_meta("gpt2");
         meta.insert("tokenizer.ggml.bos_token_id".into(), GgufValue::I32(-1));
-        assert_eq!(
-            error(&meta),
-            "bad.gguf: tokenizer.ggml.bos_token_id = -1 is negative"
-        );
+        assert_eq!(error(&meta), "bad.gguf: tokenizer.ggml.bos_token_id = -1 is negative");
 
         let mut meta = gpt2_meta("gpt2");
-        meta.insert(
-            "tokenizer.ggml.tokens".into(),
-            GgufValue::String("oops".into()),
-        );
+        meta.insert("tokenizer.ggml.tokens".into(), GgufValue::String("oops".into()));
         assert_eq!(
             error(&meta),
             "bad.gguf: tokenizer.ggml.tokens should be an array, found string"
         );
 
         let mut meta = gpt2_meta("gpt2");
-        meta.insert(
-            "tokenizer.ggml.tokens".into(),
-            GgufValue::Array(vec![GgufValue::U8(1)]),
-        );
+        meta.insert("tokenizer.ggml.tokens".into(), GgufValue::Array(vec![GgufValue::U8(1)]));
         assert_eq!(
             error(&meta),
             "bad.gguf: tokenizer.ggml.tokens[0] should be a string, found u8"
@@ -1513,8 +1391,8 @@ mod tests {
             scores.push(0.0);
         }
         let pieces = [
-            "▁h", "ll", "▁he", "▁hell", "▁hello", "or", "▁w", "▁wor", "▁world", "ld", "▁", "h",
-            "e", "l", "o", "w", "r", "d",
+            "▁h", "ll", "▁he", "▁hell", "▁hello", "or", "▁w", "▁wor", "▁world", "ld", "▁", "h", "e", "l", "o", "w",
+            "r", "d",
         ];
         for (rank, piece) in pieces.iter().enumerate() {
             tokens.push((*piece).to_owned());
@@ -1523,10 +1401,7 @@ mod tests {
         }
         let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
         let mut meta = GgufMetadata::new();
-        meta.insert(
-            "tokenizer.ggml.model".into(),
-            GgufValue::String("llama".into()),
-        );
+        meta.insert("tokenizer.ggml.model".into(), GgufValue::String("llama".into()));
         meta.insert("tokenizer.ggml.tokens".into(), strings(&tokens));
         meta.insert("tokenizer.ggml.token_type".into(), ints(&types));
         meta.insert(
@@ -1550,10 +1425,7 @@ mod tests {
         assert_eq!(tok.decode(&ids, false).unwrap(), "<s> hello world");
         // Characters outside the vocabulary fall back to their UTF-8 bytes.
         let ids = tok.encode("hé", false).unwrap();
-        assert_eq!(
-            ids,
-            vec![id(&tok, "▁h"), id(&tok, "<0xC3>"), id(&tok, "<0xA9>")]
-        );
+        assert_eq!(ids, vec![id(&tok, "▁h"), id(&tok, "<0xC3>"), id(&tok, "<0xA9>")]);
         assert_eq!(tok.decode(&ids, false).unwrap(), "hé");
         // Special tokens written in the text are recognised, and as in
         // transformers no `▁` is prepended after them.
@@ -1567,24 +1439,15 @@ mod tests {
         let tokens = ["a", "b", "ab", "c", "abc", "bc"];
         let scores = [0.0, 0.0, -1.0, 0.0, -2.0, -1.0];
         let merges = merges_from_scores(&tokens, &scores);
-        let merges: Vec<(&str, &str)> = merges
-            .iter()
-            .map(|(l, r)| (l.as_str(), r.as_str()))
-            .collect();
+        let merges: Vec<(&str, &str)> = merges.iter().map(|(l, r)| (l.as_str(), r.as_str())).collect();
         // By the merged token's score; ties broken by the longer left half, then
         // by the ids of the halves.
-        assert_eq!(
-            merges,
-            vec![("a", "b"), ("b", "c"), ("ab", "c"), ("a", "bc")]
-        );
+        assert_eq!(merges, vec![("a", "b"), ("b", "c"), ("ab", "c"), ("a", "bc")]);
     }
 
     fn with_template(template: &str) -> ChatTokenizer {
         let mut meta = gpt2_meta("gpt2");
-        meta.insert(
-            "tokenizer.chat_template".into(),
-            GgufValue::String(template.into()),
-        );
+        meta.insert("tokenizer.chat_template".into(), GgufValue::String(template.into()));
         ChatTokenizer::from_gguf_metadata(&meta, Path::new("chat.gguf")).unwrap()
     }
 
@@ -1629,15 +1492,9 @@ mod tests {
             role: "system".into(),
             content: "x".into(),
         };
-        let err = tok
-            .apply_chat_template(&[system], true)
-            .unwrap_err()
-            .to_string();
+        let err = tok.apply_chat_template(&[system], true).unwrap_err().to_string();
         assert!(err.starts_with("chat.gguf: chat template: "), "{err}");
-        assert!(
-            err.contains("Conversations must start with a user message"),
-            "{err}"
-        );
+        assert!(err.contains("Conversations must start with a user message"), "{err}");
         assert!(!err.contains('\n'));
     }
 
@@ -1646,19 +1503,14 @@ mod tests {
         let tok = gpt2("gpt2");
         assert!(tok.chat_template().is_none());
         assert_eq!(
-            tok.apply_chat_template(&[user("hi")], true)
-                .unwrap_err()
-                .to_string(),
+            tok.apply_chat_template(&[user("hi")], true).unwrap_err().to_string(),
             "tiny.gguf: model has no chat template"
         );
         assert!(tok.encode_chat(&[user("hi")], true).is_err());
         // A template that does not compile still leaves the tokenizer usable.
         let tok = with_template("{% for m in messages %}");
         assert!(tok.encode("hello", false).is_ok());
-        let err = tok
-            .apply_chat_template(&[user("hi")], true)
-            .unwrap_err()
-            .to_string();
+        let err = tok.apply_chat_template(&[user("hi")], true).unwrap_err().to_string();
         assert!(err.starts_with("chat.gguf: chat template: "), "{err}");
     }
 
@@ -1666,53 +1518,34 @@ mod tests {
     fn hf_directory_with_config_and_generation_config() {
         let dir = std::env::temp_dir().join(format!("steer-tokenizer-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        gpt2("gpt2")
-            .inner()
-            .save(dir.join("tokenizer.json"), false)
-            .unwrap();
+        gpt2("gpt2").inner().save(dir.join("tokenizer.json"), false).unwrap();
         let config = serde_json::json!({
             "bos_token": {"content": "<|endoftext|>", "special": true},
             "eos_token": "<|im_end|>",
             "chat_template": [{"name": "default", "template": "{{ eos_token }}{{ messages[0].content }}"}],
         });
         std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
-        std::fs::write(
-            dir.join("generation_config.json"),
-            r#"{"eos_token_id": [0, 1]}"#,
-        )
-        .unwrap();
+        std::fs::write(dir.join("generation_config.json"), r#"{"eos_token_id": [0, 1]}"#).unwrap();
         let tok = ChatTokenizer::from_hf_dir(&dir).unwrap();
         let im_end = id(&tok, "<|im_end|>");
         assert_eq!(tok.bos_id(), Some(0));
         assert_eq!(tok.eos_ids(), &[im_end, 0, 1]);
         assert_eq!(tok.pad_id(), im_end);
-        assert_eq!(
-            tok.apply_chat_template(&[user("hi")], false).unwrap(),
-            "<|im_end|>hi"
-        );
+        assert_eq!(tok.apply_chat_template(&[user("hi")], false).unwrap(), "<|im_end|>hi");
         assert_eq!(
             tok.encode("hello world", true).unwrap(),
             vec![id(&tok, "hello"), id(&tok, "Ġworld")]
         );
 
-        std::fs::write(
-            dir.join("generation_config.json"),
-            r#"{"eos_token_id": "x"}"#,
-        )
-        .unwrap();
+        std::fs::write(dir.join("generation_config.json"), r#"{"eos_token_id": "x"}"#).unwrap();
         let err = ChatTokenizer::from_hf_dir(&dir).unwrap_err().to_string();
         assert!(
-            err.ends_with(
-                "generation_config.json: eos_token_id is neither a token id nor a list of token ids"
-            ),
+            err.ends_with("generation_config.json: eos_token_id is neither a token id nor a list of token ids"),
             "{err}"
         );
         std::fs::write(dir.join("tokenizer_config.json"), "{").unwrap();
         let err = ChatTokenizer::from_hf_dir(&dir).unwrap_err().to_string();
-        assert!(
-            err.contains("tokenizer_config.json: invalid JSON: "),
-            "{err}"
-        );
+        assert!(err.contains("tokenizer_config.json: invalid JSON: "), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
         let err = ChatTokenizer::from_hf_dir(&dir).unwrap_err().to_string();
         assert!(err.ends_with("tokenizer.json: file not found"), "{err}");

@@ -163,7 +163,10 @@ fn gguf_tensor(file: &GgufFile, hf_name: &str, cfg: &ModelConfig) -> Result<Opti
             data = unpermute_rows(&data, shape[0], cols, heads).ok_or_else(|| {
                 ModelError::invalid(
                     file.path(),
-                    format!("tensor '{name}' has {} rows, not divisible into {heads} heads of even size", shape[0]),
+                    format!(
+                        "tensor '{name}' has {} rows, not divisible into {heads} heads of even size",
+                        shape[0]
+                    ),
                 )
             })?;
         }
@@ -222,7 +225,10 @@ impl SafetensorsShards {
                 .into_iter()
                 .map(|f| {
                     if f.contains('/') || f.contains("..") {
-                        Err(ModelError::invalid(&index_path, format!("shard name '{f}' is not a plain file name")))
+                        Err(ModelError::invalid(
+                            &index_path,
+                            format!("shard name '{f}' is not a plain file name"),
+                        ))
                     } else {
                         Ok(dir.join(f))
                     }
@@ -247,7 +253,11 @@ impl SafetensorsShards {
             }
             files.push((path, map));
         }
-        Ok(SafetensorsShards { dir: dir.to_path_buf(), files, index })
+        Ok(SafetensorsShards {
+            dir: dir.to_path_buf(),
+            files,
+            index,
+        })
     }
 
     /// Reads one tensor as f32.
@@ -263,7 +273,10 @@ impl SafetensorsShards {
             .map_err(|e| ModelError::invalid(path, format!("tensor '{name}': {e}")))?;
         let bytes = view.data();
         let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
             Dtype::F16 => bytes
                 .chunks_exact(2)
                 .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
@@ -326,7 +339,10 @@ mod tests {
 
     #[test]
     fn names_map_to_llama_cpp() {
-        assert_eq!(gguf_name("model.layers.3.mlp.down_proj.weight").unwrap(), "blk.3.ffn_down.weight");
+        assert_eq!(
+            gguf_name("model.layers.3.mlp.down_proj.weight").unwrap(),
+            "blk.3.ffn_down.weight"
+        );
         assert_eq!(gguf_name("lm_head.weight").unwrap(), "output.weight");
         assert!(gguf_name("model.layers.x.mlp.down_proj.weight").is_none());
     }

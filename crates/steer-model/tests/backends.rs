@@ -26,9 +26,20 @@ fn backends_agree_on_logits_captures_and_generation() {
         multipliers: vec![1.0, -2.0],
     };
     let caps = [Capture::all(Site::ResidPost(0)), Capture::last(Site::HeadOut(2))];
-    let req = ForwardRequest { captures: &caps, edits: std::slice::from_ref(&edit), logits: LogitsMode::All };
-    let opts = GenerateOptions { max_new_tokens: 5, sampling: Sampling::Greedy, eos_ids: vec![] };
-    let others: Vec<Backend> = Backend::available().into_iter().filter(|b| *b != Backend::Cpu).collect();
+    let req = ForwardRequest {
+        captures: &caps,
+        edits: std::slice::from_ref(&edit),
+        logits: LogitsMode::All,
+    };
+    let opts = GenerateOptions {
+        max_new_tokens: 5,
+        sampling: Sampling::Greedy,
+        eos_ids: vec![],
+    };
+    let others: Vec<Backend> = Backend::available()
+        .into_iter()
+        .filter(|b| *b != Backend::Cpu)
+        .collect();
     for arch in [Architecture::Llama, Architecture::Qwen2] {
         let cpu = load(Backend::Cpu, arch);
         let reference = cpu.forward(&rows, &req).unwrap();
@@ -36,7 +47,10 @@ fn backends_agree_on_logits_captures_and_generation() {
         for &backend in &others {
             let model = load(backend, arch);
             let out = model.forward(&rows, &req).unwrap();
-            let d = max_diff(&reference.logits.as_ref().unwrap().data, &out.logits.as_ref().unwrap().data);
+            let d = max_diff(
+                &reference.logits.as_ref().unwrap().data,
+                &out.logits.as_ref().unwrap().data,
+            );
             assert!(d <= 1e-3, "{backend} {arch:?}: logits differ from cpu by {d}");
             for c in caps {
                 let d = max_diff(&reference.capture(c).unwrap().data, &out.capture(c).unwrap().data);

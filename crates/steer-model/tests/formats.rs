@@ -48,20 +48,39 @@ fn tensors(cfg: &ModelConfig, seed: u64) -> HashMap<String, HostTensor> {
 /// Tokenizer metadata of the default model, so the tiny GGUF is complete.
 fn tokenizer_metadata() -> Vec<(String, GgufValue)> {
     let file = GgufFile::open(&steer_model::model::default_model_path()).expect("default model (cargo xtask setup)");
-    file.metadata.iter().filter(|(k, _)| k.starts_with("tokenizer.")).map(|(k, v)| (k.clone(), v.clone())).collect()
+    file.metadata
+        .iter()
+        .filter(|(k, _)| k.starts_with("tokenizer."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 fn write_gguf(cfg: &ModelConfig, weights: &HashMap<String, HostTensor>, path: &Path) {
     let mut w = GgufWriter::new();
     w.add_metadata("general.architecture", GgufValue::String("llama".into()));
     w.add_metadata("llama.embedding_length", GgufValue::U32(cfg.hidden_size as u32));
-    w.add_metadata("llama.feed_forward_length", GgufValue::U32(cfg.intermediate_size as u32));
+    w.add_metadata(
+        "llama.feed_forward_length",
+        GgufValue::U32(cfg.intermediate_size as u32),
+    );
     w.add_metadata("llama.block_count", GgufValue::U32(cfg.num_hidden_layers as u32));
-    w.add_metadata("llama.attention.head_count", GgufValue::U32(cfg.num_attention_heads as u32));
-    w.add_metadata("llama.attention.head_count_kv", GgufValue::U32(cfg.num_key_value_heads as u32));
-    w.add_metadata("llama.attention.layer_norm_rms_epsilon", GgufValue::F32(cfg.rms_norm_eps));
+    w.add_metadata(
+        "llama.attention.head_count",
+        GgufValue::U32(cfg.num_attention_heads as u32),
+    );
+    w.add_metadata(
+        "llama.attention.head_count_kv",
+        GgufValue::U32(cfg.num_key_value_heads as u32),
+    );
+    w.add_metadata(
+        "llama.attention.layer_norm_rms_epsilon",
+        GgufValue::F32(cfg.rms_norm_eps),
+    );
     w.add_metadata("llama.rope.freq_base", GgufValue::F32(cfg.rope_theta));
-    w.add_metadata("llama.context_length", GgufValue::U32(cfg.max_position_embeddings as u32));
+    w.add_metadata(
+        "llama.context_length",
+        GgufValue::U32(cfg.max_position_embeddings as u32),
+    );
     for (k, v) in tokenizer_metadata() {
         w.add_metadata(k, v);
     }
@@ -112,15 +131,28 @@ fn write_hf_dir(cfg: &ModelConfig, weights: &HashMap<String, HostTensor>, dir: &
     std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
     let bytes: HashMap<String, (Vec<usize>, Vec<u8>)> = weights
         .iter()
-        .map(|(k, t)| (k.clone(), (t.shape.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect())))
+        .map(|(k, t)| {
+            (
+                k.clone(),
+                (t.shape.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            )
+        })
         .collect();
     let views: HashMap<String, TensorView> = bytes
         .iter()
         .map(|(k, (shape, data))| (k.clone(), TensorView::new(Dtype::F32, shape.clone(), data).unwrap()))
         .collect();
-    std::fs::write(dir.join("model.safetensors"), safetensors::serialize(&views, None).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("model.safetensors"),
+        safetensors::serialize(&views, None).unwrap(),
+    )
+    .unwrap();
     let default = common_real::default_model();
-    default.tokenizer.inner().save(dir.join("tokenizer.json"), false).unwrap();
+    default
+        .tokenizer
+        .inner()
+        .save(dir.join("tokenizer.json"), false)
+        .unwrap();
     let tok_config = serde_json::json!({
         "chat_template": default.tokenizer.chat_template(),
         "bos_token": "<|im_start|>",
@@ -131,7 +163,12 @@ fn write_hf_dir(cfg: &ModelConfig, weights: &HashMap<String, HostTensor>, dir: &
 
 fn logits(model: &Llama) -> Vec<f32> {
     let rows = vec![vec![1u32, 5, 9, 44, 2, 70], vec![8, 3]];
-    model.forward(&rows, &ForwardRequest::default()).unwrap().logits.unwrap().data
+    model
+        .forward(&rows, &ForwardRequest::default())
+        .unwrap()
+        .logits
+        .unwrap()
+        .data
 }
 
 #[test]
@@ -154,7 +191,10 @@ fn gguf_hf_dir_and_hub_cache_load_the_same_network() {
     let from_dir = LoadedModel::load(hf.to_str().unwrap(), &device).unwrap();
     assert_eq!(from_dir.model.config(), &cfg);
     assert_eq!(max_diff(&reference, &logits(&from_dir.model)), 0.0);
-    assert_eq!(from_dir.tokenizer.encode("The capital of France is", true).unwrap(), vec![504, 3575, 282, 4649, 314]);
+    assert_eq!(
+        from_dir.tokenizer.encode("The capital of France is", true).unwrap(),
+        vec![504, 3575, 282, 4649, 314]
+    );
 
     // The same directory as a snapshot in a Hugging Face hub cache.
     let hub = dir.join("hub");

@@ -15,20 +15,16 @@ const TYPES: [&str; 12] = [
 
 #[test]
 fn dequantisation_matches_the_python_reference() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dequant_reference.safetensors");
-    let bytes =
-        std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let file =
-        SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dequant_reference.safetensors");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let file = SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 
     let mut seen = BTreeSet::new();
     for name in file.names() {
         let Some(type_name) = name.strip_suffix(".raw") else {
             continue;
         };
-        let ty = GgmlType::from_name(type_name)
-            .unwrap_or_else(|| panic!("unknown type in tensor {name}"));
+        let ty = GgmlType::from_name(type_name).unwrap_or_else(|| panic!("unknown type in tensor {name}"));
         let raw = file.tensor(name).unwrap();
         assert_eq!(raw.dtype(), Dtype::U8, "{name}");
         let values = file
@@ -41,8 +37,7 @@ fn dequantisation_matches_the_python_reference() {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
 
-        let got = dequantize(ty, raw.data(), expected.len())
-            .unwrap_or_else(|e| panic!("{type_name}: {e}"));
+        let got = dequantize(ty, raw.data(), expected.len()).unwrap_or_else(|e| panic!("{type_name}: {e}"));
         assert_eq!(got.len(), expected.len());
         let mut worst = (0.0f32, 0usize);
         for (i, (&g, &e)) in got.iter().zip(&expected).enumerate() {

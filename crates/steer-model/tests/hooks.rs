@@ -13,7 +13,11 @@ fn rows() -> Vec<Vec<u32>> {
 }
 
 fn all_logits(model: &steer_model::Llama, rows: &[Vec<u32>], edits: &[Edit]) -> steer_model::ForwardOutput {
-    let req = ForwardRequest { captures: &[], edits, logits: LogitsMode::All };
+    let req = ForwardRequest {
+        captures: &[],
+        edits,
+        logits: LogitsMode::All,
+    };
     model.forward(rows, &req).expect("forward")
 }
 
@@ -29,19 +33,35 @@ fn batch_matches_rows_one_by_one() {
             positions: Positions::From(2),
             multipliers: vec![0.5, -1.0, 2.0],
         };
-        let req = ForwardRequest { captures: &[capture], edits: std::slice::from_ref(&edit), logits: LogitsMode::All };
+        let req = ForwardRequest {
+            captures: &[capture],
+            edits: std::slice::from_ref(&edit),
+            logits: LogitsMode::All,
+        };
         let batch = model.forward(&rows, &req).unwrap();
         let logits = batch.logits.as_ref().unwrap();
         let resid = batch.capture(capture).unwrap();
         for (r, row) in rows.iter().enumerate() {
-            let Edit::AddVector { layer, vector, positions, multipliers } = &edit else { unreachable!() };
+            let Edit::AddVector {
+                layer,
+                vector,
+                positions,
+                multipliers,
+            } = &edit
+            else {
+                unreachable!()
+            };
             let single_edit = Edit::AddVector {
                 layer: *layer,
                 vector: vector.clone(),
                 positions: positions.clone(),
                 multipliers: vec![multipliers[r]],
             };
-            let req1 = ForwardRequest { captures: &[capture], edits: &[single_edit], logits: LogitsMode::All };
+            let req1 = ForwardRequest {
+                captures: &[capture],
+                edits: &[single_edit],
+                logits: LogitsMode::All,
+            };
             let one = model.forward(std::slice::from_ref(row), &req1).unwrap();
             let one_logits = one.logits.as_ref().unwrap();
             let one_resid = one.capture(capture).unwrap();
@@ -62,15 +82,42 @@ fn zero_multiplier_is_identity_and_add_vector_adds_exactly() {
     let rows = rows();
     let plain = all_logits(&model, &rows, &[]);
     let v: Vec<f32> = (0..32).map(|i| if i % 3 == 0 { 1.5 } else { -0.25 }).collect();
-    let zero = Edit::AddVector { layer: 1, vector: v.clone(), positions: Positions::All, multipliers: vec![0.0; 3] };
+    let zero = Edit::AddVector {
+        layer: 1,
+        vector: v.clone(),
+        positions: Positions::All,
+        multipliers: vec![0.0; 3],
+    };
     let out = all_logits(&model, &rows, &[zero]);
-    assert_eq!(plain.logits.as_ref().unwrap().data, out.logits.as_ref().unwrap().data, "multiplier 0 changed logits");
+    assert_eq!(
+        plain.logits.as_ref().unwrap().data,
+        out.logits.as_ref().unwrap().data,
+        "multiplier 0 changed logits"
+    );
 
     // The residual after block 1 moves by exactly m·v at the selected positions and nowhere else.
     let cap = Capture::all(Site::ResidPost(1));
-    let base = model.forward(&rows, &ForwardRequest { captures: &[cap], edits: &[], logits: LogitsMode::None }).unwrap();
-    let edit = Edit::AddVector { layer: 1, vector: v.clone(), positions: Positions::At(vec![1, 2]), multipliers: vec![] };
-    let req = ForwardRequest { captures: &[cap], edits: std::slice::from_ref(&edit), logits: LogitsMode::None };
+    let base = model
+        .forward(
+            &rows,
+            &ForwardRequest {
+                captures: &[cap],
+                edits: &[],
+                logits: LogitsMode::None,
+            },
+        )
+        .unwrap();
+    let edit = Edit::AddVector {
+        layer: 1,
+        vector: v.clone(),
+        positions: Positions::At(vec![1, 2]),
+        multipliers: vec![],
+    };
+    let req = ForwardRequest {
+        captures: &[cap],
+        edits: std::slice::from_ref(&edit),
+        logits: LogitsMode::None,
+    };
     let steered = model.forward(&rows, &req).unwrap();
     let (a, b) = (base.capture(cap).unwrap(), steered.capture(cap).unwrap());
     for (r, row) in rows.iter().enumerate() {
@@ -101,10 +148,21 @@ fn resid_post_is_next_resid_pre_and_blocks_sum_up() {
         Capture::last(Site::ResidPost(1)),
         Capture::all(Site::HeadOut(1)),
     ];
-    let out = model.forward(&rows(), &ForwardRequest { captures: &caps, edits: &[], logits: LogitsMode::None }).unwrap();
+    let out = model
+        .forward(
+            &rows(),
+            &ForwardRequest {
+                captures: &caps,
+                edits: &[],
+                logits: LogitsMode::None,
+            },
+        )
+        .unwrap();
     let get = |i: usize| out.capture(caps[i]).unwrap();
     assert_eq!(get(3).data, get(4).data);
-    let sum: Vec<f32> = (0..get(0).len()).map(|i| get(0).data[i] + get(1).data[i] + get(2).data[i]).collect();
+    let sum: Vec<f32> = (0..get(0).len())
+        .map(|i| get(0).data[i] + get(1).data[i] + get(2).data[i])
+        .collect();
     assert!(max_diff(&sum, &get(3).data) < 1e-5);
     let last = get(5);
     assert_eq!(last.shape, vec![3, 1, 32]);
@@ -125,16 +183,53 @@ fn affine_identity_and_constant_maps() {
         identity[i * d + i] = 1.0;
     }
     let cap = Capture::all(Site::ResidPost(0));
-    let id_edit = Edit::Affine { layer: 0, matrix: identity, bias: vec![0.0; d], positions: Positions::All, multipliers: vec![] };
-    let plain = model.forward(&rows, &ForwardRequest { captures: &[cap], edits: &[], logits: LogitsMode::All }).unwrap();
+    let id_edit = Edit::Affine {
+        layer: 0,
+        matrix: identity,
+        bias: vec![0.0; d],
+        positions: Positions::All,
+        multipliers: vec![],
+    };
+    let plain = model
+        .forward(
+            &rows,
+            &ForwardRequest {
+                captures: &[cap],
+                edits: &[],
+                logits: LogitsMode::All,
+            },
+        )
+        .unwrap();
     let ided = model
-        .forward(&rows, &ForwardRequest { captures: &[cap], edits: &[id_edit], logits: LogitsMode::All })
+        .forward(
+            &rows,
+            &ForwardRequest {
+                captures: &[cap],
+                edits: &[id_edit],
+                logits: LogitsMode::All,
+            },
+        )
         .unwrap();
     assert!(max_diff(&plain.logits.as_ref().unwrap().data, &ided.logits.unwrap().data) < 1e-4);
     // A = 0, b = c sends the stream to c at the last prompt token only.
     let c: Vec<f32> = (0..d).map(|i| i as f32 * 0.1).collect();
-    let edit = Edit::Affine { layer: 0, matrix: vec![0.0; d * d], bias: c.clone(), positions: Positions::LastPrompt, multipliers: vec![] };
-    let out = model.forward(&rows, &ForwardRequest { captures: &[cap], edits: &[edit], logits: LogitsMode::None }).unwrap();
+    let edit = Edit::Affine {
+        layer: 0,
+        matrix: vec![0.0; d * d],
+        bias: c.clone(),
+        positions: Positions::LastPrompt,
+        multipliers: vec![],
+    };
+    let out = model
+        .forward(
+            &rows,
+            &ForwardRequest {
+                captures: &[cap],
+                edits: &[edit],
+                logits: LogitsMode::None,
+            },
+        )
+        .unwrap();
     let (a, b) = (plain.capture(cap).unwrap(), out.capture(cap).unwrap());
     for (r, row) in rows.iter().enumerate() {
         let last = out.padded_index(r, row.len() - 1);
@@ -149,14 +244,51 @@ fn patching_a_head_with_its_own_output_changes_nothing() {
     let model = tiny_model(Architecture::Llama, 5);
     let row = vec![vec![7u32, 8, 9, 10]];
     let cap = Capture::last(Site::HeadOut(2));
-    let base = model.forward(&row, &ForwardRequest { captures: &[cap], edits: &[], logits: LogitsMode::All }).unwrap();
+    let base = model
+        .forward(
+            &row,
+            &ForwardRequest {
+                captures: &[cap],
+                edits: &[],
+                logits: LogitsMode::All,
+            },
+        )
+        .unwrap();
     let heads = base.capture(cap).unwrap(); // [1, 1, H, hd]
     let own = heads.row(&[0, 0, 3]).to_vec();
-    let same = Edit::PatchHead { layer: 2, head: 3, value: own, positions: Positions::LastPrompt };
-    let out = model.forward(&row, &ForwardRequest { captures: &[cap], edits: &[same], logits: LogitsMode::All }).unwrap();
+    let same = Edit::PatchHead {
+        layer: 2,
+        head: 3,
+        value: own,
+        positions: Positions::LastPrompt,
+    };
+    let out = model
+        .forward(
+            &row,
+            &ForwardRequest {
+                captures: &[cap],
+                edits: &[same],
+                logits: LogitsMode::All,
+            },
+        )
+        .unwrap();
     assert!(max_diff(&base.logits.as_ref().unwrap().data, &out.logits.unwrap().data) < 1e-5);
-    let other = Edit::PatchHead { layer: 2, head: 3, value: vec![3.0; 8], positions: Positions::LastPrompt };
-    let out = model.forward(&row, &ForwardRequest { captures: &[cap], edits: &[other], logits: LogitsMode::All }).unwrap();
+    let other = Edit::PatchHead {
+        layer: 2,
+        head: 3,
+        value: vec![3.0; 8],
+        positions: Positions::LastPrompt,
+    };
+    let out = model
+        .forward(
+            &row,
+            &ForwardRequest {
+                captures: &[cap],
+                edits: &[other],
+                logits: LogitsMode::All,
+            },
+        )
+        .unwrap();
     let patched = out.capture(cap).unwrap();
     assert_eq!(patched.row(&[0, 0, 3]), &[3.0; 8]);
     assert_eq!(patched.row(&[0, 0, 2]), heads.row(&[0, 0, 2]));
@@ -174,29 +306,94 @@ fn bad_requests_are_errors() {
     let model = tiny_model(Architecture::Llama, 6);
     let rows = rows();
     let cases = vec![
-        (Edit::AddVector { layer: 0, vector: vec![0.0; 31], positions: Positions::All, multipliers: vec![] }, "d_model is 32"),
-        (Edit::AddVector { layer: 3, vector: vec![0.0; 32], positions: Positions::All, multipliers: vec![] }, "layer 3 is out of range"),
-        (Edit::AddVector { layer: 0, vector: vec![0.0; 32], positions: Positions::All, multipliers: vec![1.0] }, "1 multipliers for a batch of 3"),
-        (Edit::Affine { layer: 0, matrix: vec![0.0; 10], bias: vec![0.0; 32], positions: Positions::All, multipliers: vec![] }, "32×32 matrix"),
-        (Edit::PatchHead { layer: 0, head: 4, value: vec![0.0; 8], positions: Positions::All }, "4 heads"),
+        (
+            Edit::AddVector {
+                layer: 0,
+                vector: vec![0.0; 31],
+                positions: Positions::All,
+                multipliers: vec![],
+            },
+            "d_model is 32",
+        ),
+        (
+            Edit::AddVector {
+                layer: 3,
+                vector: vec![0.0; 32],
+                positions: Positions::All,
+                multipliers: vec![],
+            },
+            "layer 3 is out of range",
+        ),
+        (
+            Edit::AddVector {
+                layer: 0,
+                vector: vec![0.0; 32],
+                positions: Positions::All,
+                multipliers: vec![1.0],
+            },
+            "1 multipliers for a batch of 3",
+        ),
+        (
+            Edit::Affine {
+                layer: 0,
+                matrix: vec![0.0; 10],
+                bias: vec![0.0; 32],
+                positions: Positions::All,
+                multipliers: vec![],
+            },
+            "32×32 matrix",
+        ),
+        (
+            Edit::PatchHead {
+                layer: 0,
+                head: 4,
+                value: vec![0.0; 8],
+                positions: Positions::All,
+            },
+            "4 heads",
+        ),
     ];
     for (edit, needle) in cases {
         let err = model
-            .forward(&rows, &ForwardRequest { captures: &[], edits: &[edit], logits: LogitsMode::Last })
+            .forward(
+                &rows,
+                &ForwardRequest {
+                    captures: &[],
+                    edits: &[edit],
+                    logits: LogitsMode::Last,
+                },
+            )
             .unwrap_err()
             .to_string();
         assert!(err.contains(needle), "{err:?} should mention {needle:?}");
     }
     let err = model
-        .forward(&rows, &ForwardRequest { captures: &[Capture::all(Site::MlpOut(9))], edits: &[], logits: LogitsMode::None })
+        .forward(
+            &rows,
+            &ForwardRequest {
+                captures: &[Capture::all(Site::MlpOut(9))],
+                edits: &[],
+                logits: LogitsMode::None,
+            },
+        )
         .unwrap_err();
     assert!(err.to_string().contains("layer 9"));
-    assert!(model.forward(&[vec![200]], &ForwardRequest::default()).unwrap_err().to_string().contains("token id 200"));
+    assert!(
+        model
+            .forward(&[vec![200]], &ForwardRequest::default())
+            .unwrap_err()
+            .to_string()
+            .contains("token id 200")
+    );
     assert!(model.forward(&[vec![]], &ForwardRequest::default()).is_err());
 }
 
 fn greedy(n: usize) -> GenerateOptions {
-    GenerateOptions { max_new_tokens: n, sampling: Sampling::Greedy, eos_ids: vec![] }
+    GenerateOptions {
+        max_new_tokens: n,
+        sampling: Sampling::Greedy,
+        eos_ids: vec![],
+    }
 }
 
 #[test]
@@ -210,18 +407,38 @@ fn cached_generation_matches_full_recomputation() {
             positions: Positions::PromptEndOnward,
             multipliers: vec![1.0, 0.0, -2.0],
         };
-        let generated = model.generate(&prompts, std::slice::from_ref(&edit), &greedy(6)).unwrap();
+        let generated = model
+            .generate(&prompts, std::slice::from_ref(&edit), &greedy(6))
+            .unwrap();
         for (r, prompt) in prompts.iter().enumerate() {
             assert_eq!(generated[r].len(), 6);
             // Re-run the whole sequence without a cache: each generated token must be
             // the argmax at the position before it, under the same edit.
             let mut full = prompt.clone();
             full.extend(&generated[r]);
-            let Edit::AddVector { layer, vector, positions, multipliers } = &edit else { unreachable!() };
-            let one = Edit::AddVector { layer: *layer, vector: vector.clone(), positions: positions.clone(), multipliers: vec![multipliers[r]] };
+            let Edit::AddVector {
+                layer,
+                vector,
+                positions,
+                multipliers,
+            } = &edit
+            else {
+                unreachable!()
+            };
+            let one = Edit::AddVector {
+                layer: *layer,
+                vector: vector.clone(),
+                positions: positions.clone(),
+                multipliers: vec![multipliers[r]],
+            };
             // In a plain forward the whole row counts as prompt, so spell the positions out.
             let one = match one {
-                Edit::AddVector { layer, vector, multipliers, .. } => Edit::AddVector {
+                Edit::AddVector {
+                    layer,
+                    vector,
+                    multipliers,
+                    ..
+                } => Edit::AddVector {
                     layer,
                     vector,
                     positions: Positions::From(prompt.len() - 1),
@@ -229,19 +446,46 @@ fn cached_generation_matches_full_recomputation() {
                 },
                 e => e,
             };
-            let out = model.forward(&[full.clone()], &ForwardRequest { captures: &[], edits: &[one], logits: LogitsMode::All }).unwrap();
+            let out = model
+                .forward(
+                    &[full.clone()],
+                    &ForwardRequest {
+                        captures: &[],
+                        edits: &[one],
+                        logits: LogitsMode::All,
+                    },
+                )
+                .unwrap();
             let logits = out.logits.unwrap();
             for (k, &tok) in generated[r].iter().enumerate() {
                 let row = logits.row(&[0, prompt.len() - 1 + k]);
-                let best = row.iter().enumerate().fold(0, |b, (i, &v)| if v > row[b] { i } else { b });
+                let best = row
+                    .iter()
+                    .enumerate()
+                    .fold(0, |b, (i, &v)| if v > row[b] { i } else { b });
                 assert_eq!(best as u32, tok, "{arch:?} row {r} step {k}");
             }
         }
         // Batched generation equals generation row by row.
         for (r, prompt) in prompts.iter().enumerate() {
-            let Edit::AddVector { layer, vector, positions, multipliers } = &edit else { unreachable!() };
-            let one = Edit::AddVector { layer: *layer, vector: vector.clone(), positions: positions.clone(), multipliers: vec![multipliers[r]] };
-            let alone = model.generate(std::slice::from_ref(prompt), &[one], &greedy(6)).unwrap();
+            let Edit::AddVector {
+                layer,
+                vector,
+                positions,
+                multipliers,
+            } = &edit
+            else {
+                unreachable!()
+            };
+            let one = Edit::AddVector {
+                layer: *layer,
+                vector: vector.clone(),
+                positions: positions.clone(),
+                multipliers: vec![multipliers[r]],
+            };
+            let alone = model
+                .generate(std::slice::from_ref(prompt), &[one], &greedy(6))
+                .unwrap();
             assert_eq!(alone[0], generated[r], "{arch:?} row {r}");
         }
     }
@@ -253,14 +497,22 @@ fn generation_stops_at_eos_and_sampling_is_seeded() {
     let prompts = vec![vec![1u32, 2, 3]];
     let free = model.generate(&prompts, &[], &greedy(5)).unwrap();
     let stop = free[0][1];
-    let opts = GenerateOptions { max_new_tokens: 5, sampling: Sampling::Greedy, eos_ids: vec![stop] };
+    let opts = GenerateOptions {
+        max_new_tokens: 5,
+        sampling: Sampling::Greedy,
+        eos_ids: vec![stop],
+    };
     let stopped = model.generate(&prompts, &[], &opts).unwrap();
     let first_stop = free[0].iter().position(|&t| t == stop).unwrap();
     assert_eq!(stopped[0], free[0][..=first_stop].to_vec());
 
     let sample = |seed| GenerateOptions {
         max_new_tokens: 8,
-        sampling: Sampling::Sample { temperature: 1.5, top_p: 0.95, seed },
+        sampling: Sampling::Sample {
+            temperature: 1.5,
+            top_p: 0.95,
+            seed,
+        },
         eos_ids: vec![],
     };
     let a = model.generate(&prompts, &[], &sample(11)).unwrap();
@@ -268,7 +520,17 @@ fn generation_stops_at_eos_and_sampling_is_seeded() {
     let c = model.generate(&prompts, &[], &sample(12)).unwrap();
     assert_eq!(a, b);
     assert_ne!(a, c, "different seeds gave the same 8 sampled tokens");
-    let too_long = GenerateOptions { max_new_tokens: 300, sampling: Sampling::Greedy, eos_ids: vec![] };
-    assert!(model.generate(&prompts, &[], &too_long).unwrap_err().to_string().contains("context"));
+    let too_long = GenerateOptions {
+        max_new_tokens: 300,
+        sampling: Sampling::Greedy,
+        eos_ids: vec![],
+    };
+    assert!(
+        model
+            .generate(&prompts, &[], &too_long)
+            .unwrap_err()
+            .to_string()
+            .contains("context")
+    );
     let _ = tiny_config(Architecture::Llama);
 }

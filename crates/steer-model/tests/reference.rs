@@ -7,9 +7,7 @@ use std::collections::HashMap;
 
 use common_real::{default_model, fixture};
 use safetensors::SafeTensors;
-use steer_model::{
-    Capture, ChatMessage, ForwardRequest, GenerateOptions, HostTensor, LogitsMode, Sampling, Site,
-};
+use steer_model::{Capture, ChatMessage, ForwardRequest, GenerateOptions, HostTensor, LogitsMode, Sampling, Site};
 
 struct Reference {
     json: serde_json::Value,
@@ -28,11 +26,19 @@ fn reference() -> Reference {
         let shape = view.shape().to_vec();
         match view.dtype() {
             safetensors::Dtype::F32 => {
-                let data = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+                let data = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
                 tensors.insert(name, HostTensor::new(shape, data).unwrap());
             }
             safetensors::Dtype::I64 => {
-                let data = view.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+                let data = view
+                    .data()
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
                 ints.insert(name, data);
             }
             other => panic!("unexpected dtype {other:?} for {name}"),
@@ -54,7 +60,10 @@ fn tokenization_and_chat_template_match() {
         let text = p["text"].as_str().unwrap();
         let expected: Vec<u32> = r.ints[&format!("{name}.token_ids")].iter().map(|&v| v as u32).collect();
         let ids = if p["chat"].as_bool().unwrap() {
-            let msgs = [ChatMessage { role: "user".into(), content: text.into() }];
+            let msgs = [ChatMessage {
+                role: "user".into(),
+                content: text.into(),
+            }];
             let rendered = model.tokenizer.apply_chat_template(&msgs, true).unwrap();
             assert_eq!(rendered, p["rendered"].as_str().unwrap(), "{name}: chat template");
             model.tokenizer.encode_chat(&msgs, true).unwrap()
@@ -79,7 +88,14 @@ fn logits_and_residual_stream_match_transformers() {
         let ids: Vec<u32> = r.ints[&format!("{name}.token_ids")].iter().map(|&v| v as u32).collect();
         let out = model
             .model
-            .forward(&[ids.clone()], &ForwardRequest { captures: &captures, edits: &[], logits: LogitsMode::All })
+            .forward(
+                &[ids.clone()],
+                &ForwardRequest {
+                    captures: &captures,
+                    edits: &[],
+                    logits: LogitsMode::All,
+                },
+            )
             .unwrap();
         let logits = out.logits.as_ref().unwrap();
         let top_idx = &r.ints[&format!("{name}.top_idx")];
@@ -88,7 +104,10 @@ fn logits_and_residual_stream_match_transformers() {
         let mut worst = 0.0f32;
         for t in 0..ids.len() {
             let row = logits.row(&[0, t]);
-            let argmax = row.iter().enumerate().fold(0, |b, (i, &v)| if v > row[b] { i } else { b });
+            let argmax = row
+                .iter()
+                .enumerate()
+                .fold(0, |b, (i, &v)| if v > row[b] { i } else { b });
             // Ties at the top are resolved by value: our argmax must carry the reference maximum.
             let ref_best = top_idx[t * k] as usize;
             assert!(
@@ -105,8 +124,15 @@ fn logits_and_residual_stream_match_transformers() {
             let ours = out.capture(*c).unwrap();
             let theirs = &r.tensors[&format!("{name}.resid.{l}")];
             let scale = theirs.max_abs().max(1.0);
-            let diff = ours.data.iter().zip(&theirs.data).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-            assert!(diff / scale <= 1e-3, "{name} layer {l}: residual max |Δ| {diff} at scale {scale}");
+            let diff = ours
+                .data
+                .iter()
+                .zip(&theirs.data)
+                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                diff / scale <= 1e-3,
+                "{name} layer {l}: residual max |Δ| {diff} at scale {scale}"
+            );
         }
     }
 }
@@ -126,13 +152,26 @@ fn greedy_generation_matches_transformers_and_knows_paris() {
     assert_eq!(got[0], expected, "greedy tokens differ from transformers");
     // Past the end token too: 32 cached decode steps must follow transformers exactly.
     let full: Vec<u32> = r.ints["gen.greedy_ids_full"].iter().map(|&v| v as u32).collect();
-    let no_stop = GenerateOptions { max_new_tokens: full.len(), eos_ids: vec![], ..opts.clone() };
+    let no_stop = GenerateOptions {
+        max_new_tokens: full.len(),
+        eos_ids: vec![],
+        ..opts.clone()
+    };
     let got = model.model.generate(&[prompt], &[], &no_stop).unwrap();
-    assert_eq!(got[0], full, "greedy tokens past the end token differ from transformers");
+    assert_eq!(
+        got[0], full,
+        "greedy tokens past the end token differ from transformers"
+    );
 
-    let msgs = [ChatMessage { role: "user".into(), content: "What is the capital of France?".into() }];
+    let msgs = [ChatMessage {
+        role: "user".into(),
+        content: "What is the capital of France?".into(),
+    }];
     let ids = model.tokenizer.encode_chat(&msgs, true).unwrap();
-    let opts = GenerateOptions { max_new_tokens: 24, ..opts };
+    let opts = GenerateOptions {
+        max_new_tokens: 24,
+        ..opts
+    };
     let answer = model.model.generate(&[ids], &[], &opts).unwrap();
     let text = model.tokenizer.decode(&answer[0], true).unwrap();
     assert!(text.contains("Paris"), "answer was {text:?}");

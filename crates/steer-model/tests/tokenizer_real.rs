@@ -23,8 +23,7 @@ fn tokenizer() -> ChatTokenizer {
 
 /// The reference fixture written by transformers.
 fn reference() -> Value {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2_reference.json");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2_reference.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -34,11 +33,7 @@ fn ids(value: &Value) -> Vec<u32> {
         .as_array()
         .expect("a list of token ids")
         .iter()
-        .map(|v| {
-            v.as_u64()
-                .and_then(|id| u32::try_from(id).ok())
-                .expect("a token id")
-        })
+        .map(|v| v.as_u64().and_then(|id| u32::try_from(id).ok()).expect("a token id"))
         .collect()
 }
 
@@ -59,16 +54,9 @@ fn prompts_render_and_encode_like_transformers() {
                 content: text.into(),
             }];
             let ours_rendered = tok.apply_chat_template(&msgs, true).unwrap();
-            assert_eq!(
-                ours_rendered, rendered,
-                "{name}: rendered chat text differs"
-            );
+            assert_eq!(ours_rendered, rendered, "{name}: rendered chat text differs");
             let ids = tok.encode_chat(&msgs, true).unwrap();
-            assert_eq!(
-                ids,
-                tok.encode(&ours_rendered, false).unwrap(),
-                "{name}: encode_chat"
-            );
+            assert_eq!(ids, tok.encode(&ours_rendered, false).unwrap(), "{name}: encode_chat");
             ids
         } else {
             assert_eq!(text, rendered, "{name}: a raw prompt is rendered as itself");
@@ -80,19 +68,13 @@ fn prompts_render_and_encode_like_transformers() {
             );
             ids
         };
-        assert_eq!(
-            ours, expected_ids,
-            "{name}: token ids differ from transformers"
-        );
+        assert_eq!(ours, expected_ids, "{name}: token ids differ from transformers");
         if let Some(tokens) = p["tokens"].as_array() {
             let ours: Vec<String> = ours
                 .iter()
                 .map(|&id| tok.inner().id_to_token(id).unwrap_or_default())
                 .collect();
-            let theirs: Vec<&str> = tokens
-                .iter()
-                .map(|t| t.as_str().expect("token text"))
-                .collect();
+            let theirs: Vec<&str> = tokens.iter().map(|t| t.as_str().expect("token text")).collect();
             assert_eq!(ours, theirs, "{name}: token texts differ");
         }
     }
@@ -105,20 +87,10 @@ fn special_tokens_match_transformers() {
     let bos = r["bos_token_id"].as_u64().expect("bos_token_id") as u32;
     let eos = r["eos_token_id"].as_u64().expect("eos_token_id") as u32;
     assert_eq!(tok.bos_id(), Some(bos));
-    assert_eq!(
-        tok.eos_ids().first(),
-        Some(&eos),
-        "EOS comes first in eos_ids"
-    );
+    assert_eq!(tok.eos_ids().first(), Some(&eos), "EOS comes first in eos_ids");
     assert!(tok.is_eos(eos));
-    assert_eq!(
-        tok.token_to_id(r["bos_token"].as_str().expect("bos_token")),
-        Some(bos)
-    );
-    assert_eq!(
-        tok.token_to_id(r["eos_token"].as_str().expect("eos_token")),
-        Some(eos)
-    );
+    assert_eq!(tok.token_to_id(r["bos_token"].as_str().expect("bos_token")), Some(bos));
+    assert_eq!(tok.token_to_id(r["eos_token"].as_str().expect("eos_token")), Some(eos));
     assert_eq!(
         tok.add_bos(),
         r["raw_prompts_start_with_bos"]
@@ -144,10 +116,7 @@ fn special_tokens_in_text_are_single_ids_and_skippable() {
     assert_eq!(ids.first(), Some(&1));
     assert_eq!(ids.last(), Some(&2));
     assert_eq!(tok.decode(&ids, true).unwrap(), "user\nHi");
-    assert_eq!(
-        tok.decode(&ids, false).unwrap(),
-        "<|im_start|>user\nHi<|im_end|>"
-    );
+    assert_eq!(tok.decode(&ids, false).unwrap(), "<|im_start|>user\nHi<|im_end|>");
 }
 
 #[test]

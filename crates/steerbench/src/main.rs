@@ -7,8 +7,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use safetensors::tensor::{Dtype, TensorView};
 use steer_model::{
-    Backend, Capture, ChatMessage, Edit, ForwardRequest, GenerateOptions, LoadedModel, LogitsMode, Positions,
-    Sampling, Site,
+    Backend, Capture, ChatMessage, Edit, ForwardRequest, GenerateOptions, LoadedModel, LogitsMode, ModelConfig,
+    Positions, Sampling, Site, WeightSource,
 };
 
 #[derive(Parser)]
@@ -81,6 +81,27 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Check every compiled backend against the CPU backend and time a batched forward pass.
+    Backends {
+        /// A model to load; without it, seeded random weights of the default model's shapes.
+        #[arg(long)]
+        model: Option<String>,
+        /// Seed of the random weights and tokens.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Rows in the batch.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Tokens per row.
+        #[arg(long, default_value_t = 128)]
+        seq: usize,
+        /// Timed repetitions (after one warm-up).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Largest |Δlogit| against the CPU backend that counts as agreement.
+        #[arg(long, default_value_t = 1e-3)]
+        tolerance: f32,
+    },
     /// Print a model's configuration and special tokens.
     Info {
         /// The model to describe.
@@ -99,7 +120,11 @@ fn main() {
 
 /// Joins a possibly multi-line message into one line.
 fn one_line(msg: &str) -> String {
-    msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    msg.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn load(spec: &str, backend: &str) -> Result<LoadedModel> {
@@ -110,7 +135,10 @@ fn load(spec: &str, backend: &str) -> Result<LoadedModel> {
 
 fn encode(model: &LoadedModel, input: &ModelPrompt) -> Result<Vec<u32>> {
     let ids = if input.chat {
-        let messages = [ChatMessage { role: "user".into(), content: input.prompt.clone() }];
+        let messages = [ChatMessage {
+            role: "user".into(),
+            content: input.prompt.clone(),
+        }];
         model.tokenizer.encode_chat(&messages, true)?
     } else {
         model.tokenizer.encode(&input.prompt, true)?
@@ -126,25 +154,51 @@ fn run(cli: Cli) -> Result<()> {
         Command::Logits { input, out } => {
             let model = load(&input.model, &cli.backend)?;
             let ids = encode(&model, &input)?;
-            let req = ForwardRequest { captures: &[], edits: &[], logits: LogitsMode::All };
+            let req = ForwardRequest {
+                captures: &[],
+                edits: &[],
+                logits: LogitsMode::All,
+            };
             let output = model.model.forward(std::slice::from_ref(&ids), &req)?;
             let logits = output.logits.context("the model returned no logits")?;
             let (t, v) = (logits.shape[1], logits.shape[2]);
-            write_safetensors(&out, &[("logits", f32_view(&logits.data, &[t, v])), ("token_ids", ids_view(&ids))])?;
+            write_safetensors(
+                &out,
+                &[
+                    ("logits", f32_view(&logits.data, &[t, v])),
+                    ("token_ids", ids_view(&ids)),
+                ],
+            )?;
             println!("wrote {} ({t} tokens × {v} logits)", out.display());
         }
         Command::Activations { input, layer, out } => {
             let model = load(&input.model, &cli.backend)?;
             let ids = encode(&model, &input)?;
             let capture = Capture::all(Site::ResidPost(layer));
-            let req = ForwardRequest { captures: &[capture], edits: &[], logits: LogitsMode::None };
+            let req = ForwardRequest {
+                captures: &[capture],
+                edits: &[],
+                logits: LogitsMode::None,
+            };
             let output = model.model.forward(std::slice::from_ref(&ids), &req)?;
             let resid = output.capture(capture).context("the model returned no activations")?;
             let (t, d) = (resid.shape[1], resid.shape[2]);
-            write_safetensors(&out, &[("resid", f32_view(&resid.data, &[t, d])), ("token_ids", ids_view(&ids))])?;
+            write_safetensors(
+                &out,
+                &[("resid", f32_view(&resid.data, &[t, d])), ("token_ids", ids_view(&ids))],
+            )?;
             println!("wrote {} ({t} tokens × {d} values, after block {layer})", out.display());
         }
-        Command::Generate { input, max_new_tokens, vector, layer, multiplier, temperature, top_p, seed } => {
+        Command::Generate {
+            input,
+            max_new_tokens,
+            vector,
+            layer,
+            multiplier,
+            temperature,
+            top_p,
+            seed,
+        } => {
             // Read the vector before the model so a bad file fails fast.
             let steer = match (&vector, layer) {
                 (Some(path), Some(layer)) => Some((read_vector(path)?, layer, path.clone())),
@@ -157,7 +211,11 @@ fn run(cli: Cli) -> Result<()> {
             if let Some((vector, layer, path)) = steer {
                 let d = model.model.config().hidden_size;
                 if vector.len() != d {
-                    bail!("{}: vector has {} values but the model's d_model is {d}", path.display(), vector.len());
+                    bail!(
+                        "{}: vector has {} values but the model's d_model is {d}",
+                        path.display(),
+                        vector.len()
+                    );
                 }
                 edits.push(Edit::AddVector {
                     layer,
@@ -167,12 +225,30 @@ fn run(cli: Cli) -> Result<()> {
                 });
             }
             let sampling = match temperature {
-                Some(temperature) => Sampling::Sample { temperature, top_p, seed },
+                Some(temperature) => Sampling::Sample {
+                    temperature,
+                    top_p,
+                    seed,
+                },
                 None => Sampling::Greedy,
             };
-            let opts = GenerateOptions { max_new_tokens, sampling, eos_ids: model.tokenizer.eos_ids().to_vec() };
+            let opts = GenerateOptions {
+                max_new_tokens,
+                sampling,
+                eos_ids: model.tokenizer.eos_ids().to_vec(),
+            };
             let new = model.model.generate(std::slice::from_ref(&ids), &edits, &opts)?;
             println!("{}", model.tokenizer.decode(&new[0], true)?);
+        }
+        Command::Backends {
+            model,
+            seed,
+            batch,
+            seq,
+            repeat,
+            tolerance,
+        } => {
+            backends(model.as_deref(), seed, batch, seq, repeat.max(1), tolerance)?;
         }
         Command::Info { model } => {
             let m = load(&model, &cli.backend)?;
@@ -181,6 +257,108 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(cfg)?);
             println!("bos: {:?}, eos: {:?}", m.tokenizer.bos_id(), m.tokenizer.eos_ids());
         }
+    }
+    Ok(())
+}
+
+/// Loads the same weights on every backend, compares logits with the CPU
+/// backend's and reports the median forward time.
+fn backends(model: Option<&str>, seed: u64, batch: usize, seq: usize, repeat: usize, tolerance: f32) -> Result<()> {
+    let cpu_device = Backend::Cpu.device()?;
+    let (cfg, weights) = match model {
+        Some(spec) => {
+            let format = steer_model::model::resolve(spec)?;
+            let loaded = LoadedModel::load_format(format.clone(), &cpu_device)?;
+            let cfg = loaded.model.config().clone();
+            drop(loaded);
+            let weights = match &format {
+                steer_model::ModelFormat::Gguf(p) => WeightSource::Gguf(steer_model::gguf::GgufFile::open(p)?),
+                steer_model::ModelFormat::HfDir(d) => {
+                    WeightSource::Safetensors(steer_model::weights::SafetensorsShards::open(d)?)
+                }
+            };
+            (cfg, weights)
+        }
+        None => {
+            let cfg = ModelConfig::smollm2_135m();
+            let weights = WeightSource::random(&cfg, seed);
+            (cfg, weights)
+        }
+    };
+    // Seeded token ids (an LCG keeps this reproducible without extra dependencies).
+    let mut state = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let rows: Vec<Vec<u32>> = (0..batch)
+        .map(|_| {
+            (0..seq)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 33) % cfg.vocab_size as u64) as u32
+                })
+                .collect()
+        })
+        .collect();
+    let req = ForwardRequest {
+        captures: &[],
+        edits: &[],
+        logits: LogitsMode::All,
+    };
+    println!(
+        "{batch} × {seq} tokens, {} layers, d_model {}",
+        cfg.num_hidden_layers, cfg.hidden_size
+    );
+    println!(
+        "{:<8} {:>12} {:>12} {:>14} {:>10}",
+        "backend", "load s", "forward s", "tokens/s", "max|Δ|"
+    );
+    let mut reference: Option<Vec<f32>> = None;
+    let mut failed = Vec::new();
+    for backend in Backend::available() {
+        let device = match backend.device() {
+            Ok(d) => d,
+            Err(e) => {
+                println!("{backend:<8} unavailable: {e}");
+                failed.push(backend.to_string());
+                continue;
+            }
+        };
+        let start = std::time::Instant::now();
+        let llama = steer_model::Llama::load(&cfg, &weights, &device)?;
+        let load_s = start.elapsed().as_secs_f64();
+        let mut logits = llama.forward(&rows, &req)?.logits.context("no logits")?;
+        let mut times = Vec::new();
+        for _ in 0..repeat {
+            let start = std::time::Instant::now();
+            logits = llama.forward(&rows, &req)?.logits.context("no logits")?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let diff = match &reference {
+            None => {
+                reference = Some(logits.data);
+                0.0
+            }
+            Some(r) => r
+                .iter()
+                .zip(&logits.data)
+                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs())),
+        };
+        let tokens = (batch * seq) as f64 / median;
+        println!(
+            "{:<8} {load_s:>12.3} {median:>12.4} {tokens:>14.1} {diff:>10.2e}",
+            backend.to_string()
+        );
+        if diff > tolerance || !diff.is_finite() {
+            failed.push(backend.to_string());
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "backends failing the check (tolerance {tolerance}): {}",
+            failed.join(", ")
+        );
     }
     Ok(())
 }
@@ -194,11 +372,18 @@ fn read_vector(path: &Path) -> Result<Vec<f32>> {
         .tensor("vector")
         .map_err(|_| anyhow::anyhow!("{}: no tensor named 'vector'", path.display()))?;
     if view.shape().len() != 1 {
-        bail!("{}: tensor 'vector' has shape {:?}; expected one axis", path.display(), view.shape());
+        bail!(
+            "{}: tensor 'vector' has shape {:?}; expected one axis",
+            path.display(),
+            view.shape()
+        );
     }
     let data = view.data();
     let values: Vec<f32> = match view.dtype() {
-        Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
         other => bail!("{}: tensor 'vector' has dtype {other:?}; expected F32", path.display()),
     };
     if values.iter().any(|v| !v.is_finite()) {
@@ -215,11 +400,19 @@ struct Bytes {
 }
 
 fn f32_view(values: &[f32], shape: &[usize]) -> Bytes {
-    Bytes { dtype: Dtype::F32, shape: shape.to_vec(), data: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
+    Bytes {
+        dtype: Dtype::F32,
+        shape: shape.to_vec(),
+        data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
 }
 
 fn ids_view(ids: &[u32]) -> Bytes {
-    Bytes { dtype: Dtype::I64, shape: vec![ids.len()], data: ids.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect() }
+    Bytes {
+        dtype: Dtype::I64,
+        shape: vec![ids.len()],
+        data: ids.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect(),
+    }
 }
 
 /// Writes tensors to `path` atomically: a temporary file renamed into place.
@@ -232,7 +425,10 @@ fn write_safetensors(path: &Path, tensors: &[(&str, Bytes)]) -> Result<()> {
     }
     let bytes = safetensors::serialize(&views, None)
         .map_err(|e| anyhow::anyhow!("{}: cannot serialise: {e}", path.display()))?;
-    let file_name = path.file_name().and_then(|n| n.to_str()).context("output path has no file name")?;
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("output path has no file name")?;
     let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
     std::fs::write(&tmp, &bytes).with_context(|| format!("{}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;

@@ -10,12 +10,19 @@ use safetensors::tensor::{Dtype, TensorView};
 use steer_model::gguf::{GgufValue, GgufWriter};
 
 fn steerbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_steerbench")).args(args).output().expect("run steerbench")
+    Command::new(env!("CARGO_BIN_EXE_steerbench"))
+        .args(args)
+        .output()
+        .expect("run steerbench")
 }
 
 fn default_model() -> PathBuf {
     let path = steer_model::model::default_model_path();
-    assert!(path.is_file(), "the default model is missing at {}: run `cargo xtask setup`", path.display());
+    assert!(
+        path.is_file(),
+        "the default model is missing at {}: run `cargo xtask setup`",
+        path.display()
+    );
     path
 }
 
@@ -57,7 +64,12 @@ fn read_tensor(path: &Path, name: &str) -> (Dtype, Vec<usize>, Vec<u8>) {
 fn tiny_llama_gguf(arch: &str) -> GgufWriter {
     let mut w = GgufWriter::new();
     w.add_metadata("general.architecture", GgufValue::String(arch.into()));
-    for (k, v) in [("embedding_length", 8u32), ("feed_forward_length", 16), ("block_count", 1), ("attention.head_count", 2)] {
+    for (k, v) in [
+        ("embedding_length", 8u32),
+        ("feed_forward_length", 16),
+        ("block_count", 1),
+        ("attention.head_count", 2),
+    ] {
         w.add_metadata(format!("{arch}.{k}"), GgufValue::U32(v));
     }
     w.add_metadata(format!("{arch}.attention.layer_norm_rms_epsilon"), GgufValue::F32(1e-5));
@@ -71,38 +83,93 @@ fn logits_activations_and_generate_follow_the_contract() {
     let model = model.to_str().unwrap();
     let dir = scratch("contract");
     let logits = dir.join("logits.safetensors");
-    let out = steerbench(&["logits", "--model", model, "--prompt", "The capital of France is", "--out", logits.to_str().unwrap()]);
+    let out = steerbench(&[
+        "logits",
+        "--model",
+        model,
+        "--prompt",
+        "The capital of France is",
+        "--out",
+        logits.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (dtype, shape, data) = read_tensor(&logits, "logits");
     assert_eq!((dtype, shape.clone()), (Dtype::F32, vec![5, 49152]));
     let (dtype, ids_shape, ids) = read_tensor(&logits, "token_ids");
     assert_eq!((dtype, ids_shape), (Dtype::I64, vec![5]));
-    let ids: Vec<i64> = ids.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+    let ids: Vec<i64> = ids
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
     assert_eq!(ids, vec![504, 3575, 282, 4649, 314]);
     // The last position predicts " Paris" (token 7042).
-    let last: Vec<f32> = data[4 * 49152 * 4..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-    let best = last.iter().enumerate().fold(0, |b, (i, &v)| if v > last[b] { i } else { b });
+    let last: Vec<f32> = data[4 * 49152 * 4..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let best = last
+        .iter()
+        .enumerate()
+        .fold(0, |b, (i, &v)| if v > last[b] { i } else { b });
     assert_eq!(best, 7042);
 
     let acts = dir.join("acts.safetensors");
-    let out = steerbench(&["activations", "--model", model, "--prompt", "Hello there", "--chat", "--layer", "12", "--out", acts.to_str().unwrap()]);
+    let out = steerbench(&[
+        "activations",
+        "--model",
+        model,
+        "--prompt",
+        "Hello there",
+        "--chat",
+        "--layer",
+        "12",
+        "--out",
+        acts.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (dtype, shape, _) = read_tensor(&acts, "resid");
     assert_eq!(dtype, Dtype::F32);
     assert_eq!(shape[1], 576);
     assert!(shape[0] > 20, "the chat template adds a system turn");
 
-    let out = steerbench(&["generate", "--model", model, "--chat", "--max-new-tokens", "20", "--prompt", "What is the capital of France?"]);
+    let out = steerbench(&[
+        "generate",
+        "--model",
+        model,
+        "--chat",
+        "--max-new-tokens",
+        "20",
+        "--prompt",
+        "What is the capital of France?",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let plain = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(plain.contains("Paris"), "{plain}");
 
     // A strong vector at a middle layer changes the continuation.
     let vector = dir.join("v.safetensors");
-    write_vector(&vector, "vector", &(0..576).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 }).collect::<Vec<_>>());
+    write_vector(
+        &vector,
+        "vector",
+        &(0..576)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect::<Vec<_>>(),
+    );
     let out = steerbench(&[
-        "generate", "--model", model, "--chat", "--max-new-tokens", "20", "--prompt", "What is the capital of France?",
-        "--vector", vector.to_str().unwrap(), "--layer", "10", "--multiplier", "20",
+        "generate",
+        "--model",
+        model,
+        "--chat",
+        "--max-new-tokens",
+        "20",
+        "--prompt",
+        "What is the capital of France?",
+        "--vector",
+        vector.to_str().unwrap(),
+        "--layer",
+        "10",
+        "--multiplier",
+        "20",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_ne!(String::from_utf8_lossy(&out.stdout), plain);
@@ -115,7 +182,15 @@ fn bad_model_files_are_one_line_errors() {
     let p = |name: &str| dir.join(name);
     let run = |model: &Path| {
         let out_file = dir.join("out.safetensors");
-        let out = steerbench(&["logits", "--model", model.to_str().unwrap(), "--prompt", "hi", "--out", out_file.to_str().unwrap()]);
+        let out = steerbench(&[
+            "logits",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "hi",
+            "--out",
+            out_file.to_str().unwrap(),
+        ]);
         assert!(!out_file.exists(), "an output file was written despite the error");
         out
     };
@@ -124,7 +199,10 @@ fn bad_model_files_are_one_line_errors() {
     std::fs::write(p("truncated.gguf"), &real[..real.len() / 3]).unwrap();
     assert_one_line_error(&run(&p("truncated.gguf")), &["truncated.gguf", "truncated"]);
     std::fs::write(p("header-only.gguf"), &real[..1000]).unwrap();
-    assert_one_line_error(&run(&p("header-only.gguf")), &["header-only.gguf", "header claims 272 tensors"]);
+    assert_one_line_error(
+        &run(&p("header-only.gguf")),
+        &["header-only.gguf", "header claims 272 tensors"],
+    );
 
     std::fs::write(p("magic.gguf"), b"GGML\x03\x00\x00\x00 this is not a model at all").unwrap();
     assert_one_line_error(&run(&p("magic.gguf")), &["magic.gguf", "magic"]);
@@ -134,7 +212,10 @@ fn bad_model_files_are_one_line_errors() {
     absurd.extend(u64::MAX.to_le_bytes());
     absurd.extend(0u64.to_le_bytes());
     std::fs::write(p("absurd.gguf"), &absurd).unwrap();
-    assert_one_line_error(&run(&p("absurd.gguf")), &["absurd.gguf", "18446744073709551615 tensors"]);
+    assert_one_line_error(
+        &run(&p("absurd.gguf")),
+        &["absurd.gguf", "18446744073709551615 tensors"],
+    );
 
     tiny_llama_gguf("gpt2").write(&p("arch.gguf")).unwrap();
     assert_one_line_error(&run(&p("arch.gguf")), &["arch.gguf", "unsupported architecture 'gpt2'"]);
@@ -179,29 +260,87 @@ fn bad_arguments_are_one_line_errors() {
     let dir = scratch("badargs");
     let short = dir.join("short.safetensors");
     write_vector(&short, "vector", &[1.0; 100]);
-    let out = steerbench(&["generate", "--model", model, "--prompt", "hi", "--vector", short.to_str().unwrap(), "--layer", "3"]);
+    let out = steerbench(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "hi",
+        "--vector",
+        short.to_str().unwrap(),
+        "--layer",
+        "3",
+    ]);
     assert_one_line_error(&out, &["short.safetensors", "100 values", "576"]);
 
     let misnamed = dir.join("misnamed.safetensors");
     write_vector(&misnamed, "direction", &[1.0; 576]);
-    let out = steerbench(&["generate", "--model", model, "--prompt", "hi", "--vector", misnamed.to_str().unwrap(), "--layer", "3"]);
+    let out = steerbench(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "hi",
+        "--vector",
+        misnamed.to_str().unwrap(),
+        "--layer",
+        "3",
+    ]);
     assert_one_line_error(&out, &["misnamed.safetensors", "no tensor named 'vector'"]);
 
     let garbage = dir.join("garbage.safetensors");
     std::fs::write(&garbage, b"not safetensors").unwrap();
-    let out = steerbench(&["generate", "--model", model, "--prompt", "hi", "--vector", garbage.to_str().unwrap(), "--layer", "3"]);
+    let out = steerbench(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "hi",
+        "--vector",
+        garbage.to_str().unwrap(),
+        "--layer",
+        "3",
+    ]);
     assert_one_line_error(&out, &["garbage.safetensors"]);
 
     let acts = dir.join("acts.safetensors");
-    let out = steerbench(&["activations", "--model", model, "--prompt", "hi", "--layer", "30", "--out", acts.to_str().unwrap()]);
+    let out = steerbench(&[
+        "activations",
+        "--model",
+        model,
+        "--prompt",
+        "hi",
+        "--layer",
+        "30",
+        "--out",
+        acts.to_str().unwrap(),
+    ]);
     assert_one_line_error(&out, &["layer 30 is out of range", "30 layers"]);
     assert!(!acts.exists());
 
-    let out = steerbench(&["logits", "--backend", "tpu", "--model", model, "--prompt", "hi", "--out", acts.to_str().unwrap()]);
+    let out = steerbench(&[
+        "logits",
+        "--backend",
+        "tpu",
+        "--model",
+        model,
+        "--prompt",
+        "hi",
+        "--out",
+        acts.to_str().unwrap(),
+    ]);
     assert_one_line_error(&out, &["unknown backend 'tpu'"]);
 
     let nowhere = dir.join("no-such-dir").join("x.safetensors");
-    let out = steerbench(&["logits", "--model", model, "--prompt", "hi", "--out", nowhere.to_str().unwrap()]);
+    let out = steerbench(&[
+        "logits",
+        "--model",
+        model,
+        "--prompt",
+        "hi",
+        "--out",
+        nowhere.to_str().unwrap(),
+    ]);
     assert_one_line_error(&out, &["no-such-dir"]);
 
     let out = Command::new(env!("CARGO_BIN_EXE_steerbench"))
@@ -212,6 +351,27 @@ fn bad_arguments_are_one_line_errors() {
     assert_one_line_error(&out, &["cargo xtask setup"]);
 
     let out = steerbench(&["info", "--model", "acme/not-cached-anywhere"]);
-    assert_one_line_error(&out, &["acme/not-cached-anywhere", "not in the local Hugging Face cache"]);
+    assert_one_line_error(
+        &out,
+        &["acme/not-cached-anywhere", "not in the local Hugging Face cache"],
+    );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn backends_agree_on_random_weights_of_the_default_shapes() {
+    let out = steerbench(&["backends", "--batch", "2", "--seq", "6", "--repeat", "1", "--seed", "3"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("30 layers, d_model 576"), "{stdout}");
+    for backend in steer_model::Backend::available() {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&backend.to_string())),
+            "{backend} missing from:\n{stdout}"
+        );
+    }
 }
