@@ -200,6 +200,19 @@ impl Llama {
             o_proj_host.push(o);
         }
         let norm = vector("model.norm.weight", d)?;
+        let mut inv_freq = rope_inv_freq(cfg);
+        // A GGUF of a Llama-3.1-style model carries its RoPE scaling as one divisor per frequency.
+        if let Some(factors) = weights.get("rope_freqs", cfg)? {
+            if factors.data.len() != inv_freq.len() || factors.data.iter().any(|f| !(*f > 0.0)) {
+                return Err(ModelError::invalid(
+                    weights.path(),
+                    format!("rope_freqs has {} values; expected {} positive ones", factors.data.len(), inv_freq.len()),
+                ));
+            }
+            for (f, k) in inv_freq.iter_mut().zip(&factors.data) {
+                *f /= k;
+            }
+        }
         Ok(Llama {
             cfg: cfg.clone(),
             device: device.clone(),
@@ -207,7 +220,7 @@ impl Llama {
             blocks,
             norm,
             lm_head,
-            inv_freq: rope_inv_freq(cfg),
+            inv_freq,
             o_proj_host,
         })
     }

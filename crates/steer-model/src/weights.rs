@@ -112,6 +112,8 @@ fn gguf_name(hf_name: &str) -> Option<String> {
         "model.embed_tokens.weight" => Some("token_embd.weight"),
         "model.norm.weight" => Some("output_norm.weight"),
         "lm_head.weight" => Some("output.weight"),
+        // Per-frequency RoPE divisors that llama.cpp stores for Llama 3.1-style scaling.
+        "rope_freqs" => Some("rope_freqs.weight"),
         _ => None,
     };
     if let Some(name) = fixed {

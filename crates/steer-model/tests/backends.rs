@@ -1,8 +1,8 @@
 //! Every compiled backend gives the CPU backend's numbers on the same weights.
 
-mod common_tiny;
+mod common;
 
-use common_tiny::{max_diff, tiny_config};
+use common::tiny::{max_diff, tiny_config};
 use steer_model::{
     Architecture, Backend, Capture, Edit, ForwardRequest, GenerateOptions, Llama, LogitsMode, Positions, Sampling,
     Site, WeightSource,

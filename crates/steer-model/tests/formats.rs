@@ -1,13 +1,12 @@
 //! The same tiny model written as a GGUF file (in llama.cpp's layout) and as a
 //! Hugging Face directory loads to the same network through every path.
 
-mod common_real;
-mod common_tiny;
+mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use common_tiny::{max_diff, tiny_config};
+use common::tiny::{max_diff, tiny_config};
 use safetensors::tensor::{Dtype, TensorView};
 use steer_model::gguf::{GgufFile, GgufValue, GgufWriter};
 use steer_model::model::{ModelFormat, resolve_hub_cache};
@@ -91,6 +90,7 @@ fn write_gguf(cfg: &ModelConfig, weights: &HashMap<String, HostTensor>, path: &P
         let gguf_name = name
             .replace("model.embed_tokens.weight", "token_embd.weight")
             .replace("model.norm.weight", "output_norm.weight")
+            .replace("rope_freqs", "rope_freqs.weight")
             .replace("model.layers.", "blk.")
             .replace("input_layernorm", "attn_norm")
             .replace("post_attention_layernorm", "ffn_norm")
@@ -129,6 +129,18 @@ fn write_hf_dir(cfg: &ModelConfig, weights: &HashMap<String, HostTensor>, dir: &
         "tie_word_embeddings": cfg.tie_word_embeddings,
     });
     std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    write_safetensors(weights, &dir.join("model.safetensors"));
+    let default = common::real::default_model();
+    default.tokenizer.inner().save(dir.join("tokenizer.json"), false).unwrap();
+    let tok_config = serde_json::json!({
+        "chat_template": default.tokenizer.chat_template(),
+        "bos_token": "<|im_start|>",
+        "eos_token": "<|im_end|>",
+    });
+    std::fs::write(dir.join("tokenizer_config.json"), tok_config.to_string()).unwrap();
+}
+
+fn write_safetensors(weights: &HashMap<String, HostTensor>, path: &Path) {
     let bytes: HashMap<String, (Vec<usize>, Vec<u8>)> = weights
         .iter()
         .map(|(k, t)| {
@@ -142,23 +154,7 @@ fn write_hf_dir(cfg: &ModelConfig, weights: &HashMap<String, HostTensor>, dir: &
         .iter()
         .map(|(k, (shape, data))| (k.clone(), TensorView::new(Dtype::F32, shape.clone(), data).unwrap()))
         .collect();
-    std::fs::write(
-        dir.join("model.safetensors"),
-        safetensors::serialize(&views, None).unwrap(),
-    )
-    .unwrap();
-    let default = common_real::default_model();
-    default
-        .tokenizer
-        .inner()
-        .save(dir.join("tokenizer.json"), false)
-        .unwrap();
-    let tok_config = serde_json::json!({
-        "chat_template": default.tokenizer.chat_template(),
-        "bos_token": "<|im_start|>",
-        "eos_token": "<|im_end|>",
-    });
-    std::fs::write(dir.join("tokenizer_config.json"), tok_config.to_string()).unwrap();
+    std::fs::write(path, safetensors::serialize(&views, None).unwrap()).unwrap();
 }
 
 fn logits(model: &Llama) -> Vec<f32> {
@@ -186,6 +182,24 @@ fn gguf_hf_dir_and_hub_cache_load_the_same_network() {
     let d = max_diff(&reference, &logits(&from_gguf.model));
     assert!(d < 1e-5, "GGUF with llama.cpp's q/k layout differs by {d}");
 
+    // RoPE divisors (`rope_freqs.weight`, Llama 3.1-style GGUFs): ones change nothing,
+    // anything else changes the network, and a wrong length is an error.
+    let half = cfg.head_dim() / 2;
+    for (name, factors, same) in [("ones", vec![1.0f32; half], true), ("fours", vec![4.0f32; half], false)] {
+        let mut with_freqs = weights.clone();
+        with_freqs.insert("rope_freqs".into(), HostTensor::new(vec![half], factors).unwrap());
+        let path = dir.join(format!("freqs-{name}.gguf"));
+        write_gguf(&cfg, &with_freqs, &path);
+        let loaded = LoadedModel::load(path.to_str().unwrap(), &device).unwrap();
+        let d = max_diff(&reference, &logits(&loaded.model));
+        assert_eq!(d < 1e-5, same, "rope_freqs {name}: logits differ by {d}");
+    }
+    let mut bad = weights.clone();
+    bad.insert("rope_freqs".into(), HostTensor::new(vec![3], vec![1.0; 3]).unwrap());
+    write_gguf(&cfg, &bad, &dir.join("freqs-bad.gguf"));
+    let err = LoadedModel::load(dir.join("freqs-bad.gguf").to_str().unwrap(), &device).err().unwrap().to_string();
+    assert!(err.contains("freqs-bad.gguf") && err.contains("rope_freqs has 3 values"), "{err}");
+
     let hf = dir.join("hf");
     write_hf_dir(&cfg, &weights, &hf);
     let from_dir = LoadedModel::load(hf.to_str().unwrap(), &device).unwrap();
@@ -195,6 +209,26 @@ fn gguf_hf_dir_and_hub_cache_load_the_same_network() {
         from_dir.tokenizer.encode("The capital of France is", true).unwrap(),
         vec![504, 3575, 282, 4649, 314]
     );
+
+    // The same weights split into two shards with an index.
+    let sharded = dir.join("sharded");
+    write_hf_dir(&cfg, &weights, &sharded);
+    std::fs::remove_file(sharded.join("model.safetensors")).unwrap();
+    let mut names: Vec<&String> = weights.keys().collect();
+    names.sort();
+    let mut weight_map = serde_json::Map::new();
+    for (i, part) in names.chunks(names.len() / 2 + 1).enumerate() {
+        let file = format!("model-{:05}-of-00002.safetensors", i + 1);
+        let subset: HashMap<String, HostTensor> = part.iter().map(|n| ((*n).clone(), weights[*n].clone())).collect();
+        write_safetensors(&subset, &sharded.join(&file));
+        for n in part {
+            weight_map.insert((*n).clone(), serde_json::Value::String(file.clone()));
+        }
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+    std::fs::write(sharded.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let from_shards = LoadedModel::load(sharded.to_str().unwrap(), &device).unwrap();
+    assert_eq!(max_diff(&reference, &logits(&from_shards.model)), 0.0);
 
     // The same directory as a snapshot in a Hugging Face hub cache.
     let hub = dir.join("hub");

@@ -1,9 +1,9 @@
 //! Hooks on a tiny random model: batching, captures, every kind of edit, and
 //! generation with the KV cache, each checked against a direct computation.
 
-mod common_tiny;
+mod common;
 
-use common_tiny::{max_diff, tiny_config, tiny_model};
+use common::tiny::{max_diff, tiny_config, tiny_model};
 use steer_model::{
     Architecture, Capture, Edit, ForwardRequest, GenerateOptions, LogitsMode, Positions, Sampling, Site,
 };

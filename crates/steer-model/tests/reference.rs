@@ -1,11 +1,11 @@
 //! The default model against numbers from an independent implementation
 //! (Hugging Face transformers reading the same GGUF; see tools/make_reference.py).
 
-mod common_real;
+mod common;
 
 use std::collections::HashMap;
 
-use common_real::{default_model, fixture};
+use common::real::{default_model, fixture};
 use safetensors::SafeTensors;
 use steer_model::{Capture, ChatMessage, ForwardRequest, GenerateOptions, HostTensor, LogitsMode, Sampling, Site};
 
@@ -119,6 +119,7 @@ fn logits_and_residual_stream_match_transformers() {
                 worst = worst.max((row[idx] - top_val.data[t * k + j]).abs());
             }
         }
+        eprintln!("{name}: {} tokens, max |Δlogit| over the top-{k} = {worst:.2e}", ids.len());
         assert!(worst <= 1e-3, "{name}: max |Δlogit| = {worst}");
         for (c, &l) in captures.iter().zip(&layers) {
             let ours = out.capture(*c).unwrap();
@@ -129,6 +130,7 @@ fn logits_and_residual_stream_match_transformers() {
                 .iter()
                 .zip(&theirs.data)
                 .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            eprintln!("{name} block {l}: max |Δresid| = {diff:.2e} at scale {scale:.1} (relative {:.2e})", diff / scale);
             assert!(
                 diff / scale <= 1e-3,
                 "{name} layer {l}: residual max |Δ| {diff} at scale {scale}"
