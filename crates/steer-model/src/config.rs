@@ -107,22 +107,22 @@ impl ModelConfig {
         if self.hidden_size == 0 || self.num_hidden_layers == 0 || self.vocab_size == 0 {
             return bad("config has a zero hidden_size, num_hidden_layers or vocab_size".into());
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return bad(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return bad(format!("head dimension {} is odd; RoPE needs it even", self.head_dim()));
         }
-        if self.num_key_value_heads == 0 || self.num_attention_heads % self.num_key_value_heads != 0 {
+        if self.num_key_value_heads == 0 || !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return bad(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_attention_heads, self.num_key_value_heads
             ));
         }
-        if !(self.rms_norm_eps > 0.0) || !(self.rope_theta > 0.0) {
+        if !is_positive(self.rms_norm_eps) || !is_positive(self.rope_theta) {
             return bad("rms_norm_eps and rope_theta must be positive".into());
         }
         // Sizes this large would not fit in memory; they signal a corrupt header.
@@ -254,6 +254,11 @@ impl ModelConfig {
         cfg.validate(path)?;
         Ok(cfg)
     }
+}
+
+/// Whether `v` is a positive number (false for NaN).
+pub(crate) fn is_positive(v: f32) -> bool {
+    v > 0.0 && v.is_finite()
 }
 
 #[derive(Deserialize)]

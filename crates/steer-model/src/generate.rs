@@ -3,6 +3,7 @@
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::config::is_positive;
 use crate::error::{ModelError, Result};
 use crate::hooks::{Edit, LogitsMode};
 use crate::llama::{ForwardRequest, KvCache, Llama, StepInput};
@@ -89,12 +90,12 @@ impl Llama {
                 "generation needs at least one non-empty prompt",
             ));
         }
-        if let Sampling::Sample { temperature, top_p, .. } = opts.sampling {
-            if !(temperature > 0.0) || !(top_p > 0.0 && top_p <= 1.0) {
-                return Err(ModelError::bad_request(format!(
-                    "temperature must be > 0 and top_p in (0, 1]; got {temperature} and {top_p}"
-                )));
-            }
+        if let Sampling::Sample { temperature, top_p, .. } = opts.sampling
+            && (!is_positive(temperature) || !is_positive(top_p) || top_p > 1.0)
+        {
+            return Err(ModelError::bad_request(format!(
+                "temperature must be > 0 and top_p in (0, 1]; got {temperature} and {top_p}"
+            )));
         }
         let b = prompts.len();
         let req = ForwardRequest {

@@ -8,7 +8,7 @@
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, is_positive};
 use crate::error::{ModelError, Result};
 use crate::hooks::{Capture, CapturePositions, Edit, LogitsMode, Site};
 use crate::host::HostTensor;
@@ -103,6 +103,9 @@ pub(crate) struct StepInput<'a> {
     /// Batch size.
     pub batch: usize,
 }
+
+/// Logits (if asked for) and captures of one step.
+pub(crate) type StepOutput = (Option<HostTensor>, Vec<(Capture, HostTensor)>);
 
 /// Keys and values of every block for the tokens seen so far.
 pub(crate) struct KvCache {
@@ -203,10 +206,14 @@ impl Llama {
         let mut inv_freq = rope_inv_freq(cfg);
         // A GGUF of a Llama-3.1-style model carries its RoPE scaling as one divisor per frequency.
         if let Some(factors) = weights.get("rope_freqs", cfg)? {
-            if factors.data.len() != inv_freq.len() || factors.data.iter().any(|f| !(*f > 0.0)) {
+            if factors.data.len() != inv_freq.len() || factors.data.iter().any(|f| !is_positive(*f)) {
                 return Err(ModelError::invalid(
                     weights.path(),
-                    format!("rope_freqs has {} values; expected {} positive ones", factors.data.len(), inv_freq.len()),
+                    format!(
+                        "rope_freqs has {} values; expected {} positive ones",
+                        factors.data.len(),
+                        inv_freq.len()
+                    ),
                 ));
             }
             for (f, k) in inv_freq.iter_mut().zip(&factors.data) {
@@ -347,7 +354,7 @@ impl Llama {
         input: &StepInput,
         mut cache: Option<&mut KvCache>,
         req: &ForwardRequest,
-    ) -> Result<(Option<HostTensor>, Vec<(Capture, HostTensor)>)> {
+    ) -> Result<StepOutput> {
         let cfg = &self.cfg;
         let dev = &self.device;
         let b = input.batch;
@@ -417,10 +424,10 @@ impl Llama {
             for row in 0..b {
                 let m = if mult.is_empty() { 1.0 } else { mult[row] };
                 for i in 0..tq {
-                    if let Some(p) = input.positions[row * tq + i] {
-                        if edit.positions().contains(p, input.prompt_lens[row]) {
-                            out[row * tq + i] = m;
-                        }
+                    if let Some(p) = input.positions[row * tq + i]
+                        && edit.positions().contains(p, input.prompt_lens[row])
+                    {
+                        out[row * tq + i] = m;
                     }
                 }
             }

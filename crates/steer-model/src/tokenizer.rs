@@ -1017,24 +1017,6 @@ struct Meta<'a> {
     path: &'a Path,
 }
 
-fn value_type(value: &GgufValue) -> &'static str {
-    match value {
-        GgufValue::U8(_) => "u8",
-        GgufValue::I8(_) => "i8",
-        GgufValue::U16(_) => "u16",
-        GgufValue::I16(_) => "i16",
-        GgufValue::U32(_) => "u32",
-        GgufValue::I32(_) => "i32",
-        GgufValue::F32(_) => "f32",
-        GgufValue::Bool(_) => "bool",
-        GgufValue::String(_) => "string",
-        GgufValue::Array(_) => "array",
-        GgufValue::U64(_) => "u64",
-        GgufValue::I64(_) => "i64",
-        GgufValue::F64(_) => "f64",
-    }
-}
-
 fn integer(value: &GgufValue) -> Option<i128> {
     Some(match *value {
         GgufValue::U8(v) => v.into(),
@@ -1058,7 +1040,7 @@ impl Meta<'_> {
     }
 
     fn wrong_type(&self, key: &str, expected: &str, value: &GgufValue) -> TokenizerError {
-        self.invalid(format!("{key} should be {expected}, found {}", value_type(value)))
+        self.invalid(format!("{key} should be {expected}, found {}", value.type_name()))
     }
 
     fn string(&self, key: &str) -> Result<Option<&str>, TokenizerError> {

@@ -179,7 +179,7 @@ fn gguf_tensor(file: &GgufFile, hf_name: &str, cfg: &ModelConfig) -> Result<Opti
 /// Inverts llama.cpp's q/k row permutation: within each head of `head_dim`
 /// rows, GGUF row `2i + j` holds Hugging Face row `j * head_dim / 2 + i`.
 pub fn unpermute_rows(data: &[f32], rows: usize, cols: usize, heads: usize) -> Option<Vec<f32>> {
-    if heads == 0 || rows % heads != 0 || (rows / heads) % 2 != 0 || data.len() != rows * cols {
+    if heads == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2) || data.len() != rows * cols {
         return None;
     }
     let head_dim = rows / heads;

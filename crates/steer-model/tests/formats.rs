@@ -131,7 +131,11 @@ fn write_hf_dir(cfg: &ModelConfig, weights: &HashMap<String, HostTensor>, dir: &
     std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
     write_safetensors(weights, &dir.join("model.safetensors"));
     let default = common::real::default_model();
-    default.tokenizer.inner().save(dir.join("tokenizer.json"), false).unwrap();
+    default
+        .tokenizer
+        .inner()
+        .save(dir.join("tokenizer.json"), false)
+        .unwrap();
     let tok_config = serde_json::json!({
         "chat_template": default.tokenizer.chat_template(),
         "bos_token": "<|im_start|>",
@@ -197,8 +201,14 @@ fn gguf_hf_dir_and_hub_cache_load_the_same_network() {
     let mut bad = weights.clone();
     bad.insert("rope_freqs".into(), HostTensor::new(vec![3], vec![1.0; 3]).unwrap());
     write_gguf(&cfg, &bad, &dir.join("freqs-bad.gguf"));
-    let err = LoadedModel::load(dir.join("freqs-bad.gguf").to_str().unwrap(), &device).err().unwrap().to_string();
-    assert!(err.contains("freqs-bad.gguf") && err.contains("rope_freqs has 3 values"), "{err}");
+    let err = LoadedModel::load(dir.join("freqs-bad.gguf").to_str().unwrap(), &device)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("freqs-bad.gguf") && err.contains("rope_freqs has 3 values"),
+        "{err}"
+    );
 
     let hf = dir.join("hf");
     write_hf_dir(&cfg, &weights, &hf);

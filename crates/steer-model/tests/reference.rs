@@ -89,7 +89,7 @@ fn logits_and_residual_stream_match_transformers() {
         let out = model
             .model
             .forward(
-                &[ids.clone()],
+                std::slice::from_ref(&ids),
                 &ForwardRequest {
                     captures: &captures,
                     edits: &[],
@@ -119,7 +119,10 @@ fn logits_and_residual_stream_match_transformers() {
                 worst = worst.max((row[idx] - top_val.data[t * k + j]).abs());
             }
         }
-        eprintln!("{name}: {} tokens, max |Δlogit| over the top-{k} = {worst:.2e}", ids.len());
+        eprintln!(
+            "{name}: {} tokens, max |Δlogit| over the top-{k} = {worst:.2e}",
+            ids.len()
+        );
         assert!(worst <= 1e-3, "{name}: max |Δlogit| = {worst}");
         for (c, &l) in captures.iter().zip(&layers) {
             let ours = out.capture(*c).unwrap();
@@ -130,7 +133,10 @@ fn logits_and_residual_stream_match_transformers() {
                 .iter()
                 .zip(&theirs.data)
                 .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-            eprintln!("{name} block {l}: max |Δresid| = {diff:.2e} at scale {scale:.1} (relative {:.2e})", diff / scale);
+            eprintln!(
+                "{name} block {l}: max |Δresid| = {diff:.2e} at scale {scale:.1} (relative {:.2e})",
+                diff / scale
+            );
             assert!(
                 diff / scale <= 1e-3,
                 "{name} layer {l}: residual max |Δ| {diff} at scale {scale}"
