@@ -42,21 +42,7 @@ fn batch_matches_rows_one_by_one() {
         let logits = batch.logits.as_ref().unwrap();
         let resid = batch.capture(capture).unwrap();
         for (r, row) in rows.iter().enumerate() {
-            let Edit::AddVector {
-                layer,
-                vector,
-                positions,
-                multipliers,
-            } = &edit
-            else {
-                unreachable!()
-            };
-            let single_edit = Edit::AddVector {
-                layer: *layer,
-                vector: vector.clone(),
-                positions: positions.clone(),
-                multipliers: vec![multipliers[r]],
-            };
+            let single_edit = row_edit(&edit, r, None);
             let req1 = ForwardRequest {
                 captures: &[capture],
                 edits: &[single_edit],
@@ -388,6 +374,26 @@ fn bad_requests_are_errors() {
     assert!(model.forward(&[vec![]], &ForwardRequest::default()).is_err());
 }
 
+/// `edit` (an `AddVector`) as it applies to batch row `r` alone: that row's
+/// multiplier, and `positions` instead of the edit's own when given.
+fn row_edit(edit: &Edit, r: usize, positions: Option<Positions>) -> Edit {
+    let Edit::AddVector {
+        layer,
+        vector,
+        positions: own,
+        multipliers,
+    } = edit
+    else {
+        panic!("row_edit takes an AddVector edit");
+    };
+    Edit::AddVector {
+        layer: *layer,
+        vector: vector.clone(),
+        positions: positions.unwrap_or_else(|| own.clone()),
+        multipliers: vec![multipliers[r]],
+    }
+}
+
 fn greedy(n: usize) -> GenerateOptions {
     GenerateOptions {
         max_new_tokens: n,
@@ -416,36 +422,8 @@ fn cached_generation_matches_full_recomputation() {
             // the argmax at the position before it, under the same edit.
             let mut full = prompt.clone();
             full.extend(&generated[r]);
-            let Edit::AddVector {
-                layer,
-                vector,
-                positions,
-                multipliers,
-            } = &edit
-            else {
-                unreachable!()
-            };
-            let one = Edit::AddVector {
-                layer: *layer,
-                vector: vector.clone(),
-                positions: positions.clone(),
-                multipliers: vec![multipliers[r]],
-            };
             // In a plain forward the whole row counts as prompt, so spell the positions out.
-            let one = match one {
-                Edit::AddVector {
-                    layer,
-                    vector,
-                    multipliers,
-                    ..
-                } => Edit::AddVector {
-                    layer,
-                    vector,
-                    positions: Positions::From(prompt.len() - 1),
-                    multipliers,
-                },
-                e => e,
-            };
+            let one = row_edit(&edit, r, Some(Positions::From(prompt.len() - 1)));
             let out = model
                 .forward(
                     &[full.clone()],
@@ -468,21 +446,7 @@ fn cached_generation_matches_full_recomputation() {
         }
         // Batched generation equals generation row by row.
         for (r, prompt) in prompts.iter().enumerate() {
-            let Edit::AddVector {
-                layer,
-                vector,
-                positions,
-                multipliers,
-            } = &edit
-            else {
-                unreachable!()
-            };
-            let one = Edit::AddVector {
-                layer: *layer,
-                vector: vector.clone(),
-                positions: positions.clone(),
-                multipliers: vec![multipliers[r]],
-            };
+            let one = row_edit(&edit, r, None);
             let alone = model
                 .generate(std::slice::from_ref(prompt), &[one], &greedy(6))
                 .unwrap();
