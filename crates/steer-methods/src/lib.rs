@@ -1,0 +1,149 @@
+//! steer-methods: steering methods behind one trait, one file per method.
+//!
+//! A method is fitted on contrastive examples through the model's hooks and
+//! returns a [`Steering`]: vectors per layer or an affine map, with the
+//! positions where they apply and the hyperparameters that made them. Methods
+//! do no file IO: a [`Steering`] converts to and from bytes, and callers decide
+//! where those go.
+//!
+//! Most methods only turn paired activations into a direction; they implement
+//! [`DirectionMethod`] and get activation collection and application from the
+//! [`Directional`] adaptor. Methods that need more implement
+//! [`SteeringMethod`] directly. [`registry`] lists them all.
+#![warn(missing_docs)]
+
+pub mod activations;
+pub mod direction;
+pub mod methods;
+pub mod registry;
+pub mod steering;
+
+pub use direction::{DirectionMethod, Directional};
+pub use registry::{find, registry};
+pub use steering::{Steering, SteeringKind};
+
+use std::collections::BTreeMap;
+
+use steer_model::{Llama, ModelError};
+
+/// Errors of fitting, applying or decoding a steering.
+#[derive(Debug, thiserror::Error)]
+pub enum MethodError {
+    /// The model failed (bad layer, backend error, ...).
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The training data or hyperparameters cannot be used.
+    #[error("{0}")]
+    BadInput(String),
+    /// A saved steering is malformed; the message names its source.
+    #[error("{source_name}: {message}")]
+    Artefact {
+        /// Where the bytes came from (a file name, usually).
+        source_name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = MethodError> = std::result::Result<T, E>;
+
+/// One documented hyperparameter of a method.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HyperParam {
+    /// Name used in [`FitConfig::params`] and in saved metadata.
+    pub name: &'static str,
+    /// Value used when the caller gives none.
+    pub default: f64,
+    /// What it controls, in one sentence.
+    pub doc: &'static str,
+}
+
+/// What a method is and where it comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodInfo {
+    /// Registry name (lowercase, used on the command line).
+    pub name: &'static str,
+    /// The paper the method follows (authors, year, title, arXiv id).
+    pub paper: &'static str,
+    /// One sentence on what the method computes.
+    pub summary: &'static str,
+    /// Every hyperparameter the method reads.
+    pub hyperparameters: &'static [HyperParam],
+}
+
+/// One contrastive training example: two token sequences that differ in the
+/// behaviour. Activations are read at the last token of each (for A/B prompts,
+/// the answer letter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContrastPair {
+    /// The sequence showing the behaviour.
+    pub positive: Vec<u32>,
+    /// The sequence not showing it.
+    pub negative: Vec<u32>,
+}
+
+/// Where and how to fit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitConfig {
+    /// Block whose output is read and steered (0-based).
+    pub layer: usize,
+    /// Seed for every random choice a method makes.
+    pub seed: u64,
+    /// Sequences per forward pass during activation collection.
+    pub batch_size: usize,
+    /// Hyperparameter overrides by name; the rest take their defaults.
+    pub params: BTreeMap<String, f64>,
+}
+
+impl FitConfig {
+    /// A configuration at `layer` with seed 0, batches of 16 and default hyperparameters.
+    pub fn at_layer(layer: usize) -> Self {
+        FitConfig {
+            layer,
+            seed: 0,
+            batch_size: 16,
+            params: BTreeMap::new(),
+        }
+    }
+
+    /// The value of hyperparameter `name` for a method described by `info`.
+    pub fn param(&self, info: &MethodInfo, name: &str) -> Result<f64> {
+        if let Some(v) = self.params.get(name) {
+            return Ok(*v);
+        }
+        info.hyperparameters
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| h.default)
+            .ok_or_else(|| MethodError::BadInput(format!("method '{}' has no hyperparameter '{name}'", info.name)))
+    }
+
+    /// Rejects overrides the method does not know, so a typo is not silently ignored.
+    pub fn check_params(&self, info: &MethodInfo) -> Result<()> {
+        for name in self.params.keys() {
+            if !info.hyperparameters.iter().any(|h| h.name == name) {
+                let known: Vec<&str> = info.hyperparameters.iter().map(|h| h.name).collect();
+                return Err(MethodError::BadInput(format!(
+                    "method '{}' has no hyperparameter '{name}' (it has: {})",
+                    info.name,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A steering method: fitted on contrastive pairs through the model's hooks.
+pub trait SteeringMethod: Send + Sync {
+    /// Name, paper and hyperparameters.
+    fn info(&self) -> MethodInfo;
+
+    /// Fits the method and returns the steering it defines.
+    fn fit(&self, model: &Llama, pairs: &[ContrastPair], config: &FitConfig) -> Result<Steering>;
+}

@@ -1,0 +1,5 @@
+//! One file per method.
+
+pub mod caa;
+pub mod pca;
+pub mod random;

@@ -1,0 +1,257 @@
+//! The suite every registered method must pass, plus per-method checks on
+//! synthetic activations with a planted direction.
+
+use std::collections::{BTreeMap, HashSet};
+
+use rand::{Rng, SeedableRng};
+use steer_methods::direction::{DirectionMethod, norm};
+use steer_methods::methods::{caa::Caa, pca::PcaDifferences, random::RandomDirection};
+use steer_methods::{ContrastPair, FitConfig, Steering, SteeringKind, find, registry};
+use steer_model::gguf::GgufFile;
+use steer_model::{Architecture, Backend, ForwardRequest, Llama, LogitsMode, ModelConfig, WeightSource};
+
+fn tiny_model() -> Llama {
+    let cfg = ModelConfig {
+        architecture: Architecture::Llama,
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 3,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10_000.0,
+        rope_scaling: None,
+        vocab_size: 97,
+        max_position_embeddings: 256,
+        tie_word_embeddings: true,
+        attention_bias: false,
+    };
+    Llama::load(&cfg, &WeightSource::random(&cfg, 5), &Backend::Cpu.device().unwrap()).unwrap()
+}
+
+/// Pairs that share a prompt and end in different "answer" tokens.
+fn pairs() -> Vec<ContrastPair> {
+    (0..12u32)
+        .map(|i| {
+            let prompt = vec![1 + i % 7, 20 + i, 40 + (i * 3) % 11, 60];
+            let mut positive = prompt.clone();
+            positive.push(90);
+            let mut negative = prompt;
+            negative.push(91);
+            ContrastPair { positive, negative }
+        })
+        .collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    dot / (norm(a) * norm(b))
+}
+
+#[test]
+fn registry_is_tidy() {
+    let mut names = HashSet::new();
+    for method in registry() {
+        let info = method.info();
+        assert!(names.insert(info.name), "duplicate name {}", info.name);
+        assert!(
+            !info.name.is_empty()
+                && info
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '-' || c.is_ascii_digit())
+        );
+        assert!(info.paper.len() > 20, "{}: paper reference missing", info.name);
+        assert!(!info.summary.is_empty(), "{}: summary missing", info.name);
+        for h in info.hyperparameters {
+            assert!(
+                !h.doc.is_empty() && h.default.is_finite(),
+                "{}: {} undocumented",
+                info.name,
+                h.name
+            );
+        }
+        assert!(find(info.name).is_some());
+    }
+    assert!(find("no-such-method").is_none());
+}
+
+#[test]
+fn every_method_conforms() {
+    let model = tiny_model();
+    let pairs = pairs();
+    let rows: Vec<Vec<u32>> = pairs.iter().take(3).map(|p| p.positive.clone()).collect();
+    let plain = model
+        .forward(
+            &rows,
+            &ForwardRequest {
+                captures: &[],
+                edits: &[],
+                logits: LogitsMode::All,
+            },
+        )
+        .unwrap();
+    for method in registry() {
+        let name = method.info().name;
+        let config = FitConfig {
+            seed: 7,
+            ..FitConfig::at_layer(1)
+        };
+        let a = method.fit(&model, &pairs, &config).unwrap();
+        let b = method.fit(&model, &pairs, &config).unwrap();
+        assert_eq!(a, b, "{name}: the same seed gave different artefacts");
+        assert_eq!(a.method, name);
+        assert_eq!(a.d_model(), 32);
+
+        // Multiplier 0 leaves the logits exactly as they were.
+        let edits = a.edits(0.0);
+        let out = model
+            .forward(
+                &rows,
+                &ForwardRequest {
+                    captures: &[],
+                    edits: &edits,
+                    logits: LogitsMode::All,
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            out.logits.unwrap().data,
+            plain.logits.as_ref().unwrap().data,
+            "{name}: multiplier 0 changed logits"
+        );
+        // A real multiplier changes them.
+        let edits = a.edits(4.0);
+        let out = model
+            .forward(
+                &rows,
+                &ForwardRequest {
+                    captures: &[],
+                    edits: &edits,
+                    logits: LogitsMode::All,
+                },
+            )
+            .unwrap();
+        assert_ne!(
+            out.logits.unwrap().data,
+            plain.logits.as_ref().unwrap().data,
+            "{name}: multiplier 4 did nothing"
+        );
+
+        // Save/load round trip.
+        let bytes = a.to_safetensors().unwrap();
+        assert_eq!(
+            Steering::from_safetensors(&bytes, "x.safetensors").unwrap(),
+            a,
+            "{name}: round trip"
+        );
+
+        // Bad inputs are errors, not panics.
+        assert!(method.fit(&model, &[], &config).is_err(), "{name}: empty data");
+        assert!(
+            method
+                .fit(&model, &pairs, &FitConfig::at_layer(3))
+                .unwrap_err()
+                .to_string()
+                .contains("layer 3")
+        );
+        let mut typo = config.clone();
+        typo.params = BTreeMap::from([("strenght".to_string(), 1.0)]);
+        assert!(
+            method
+                .fit(&model, &pairs, &typo)
+                .unwrap_err()
+                .to_string()
+                .contains("strenght"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn direction_methods_reject_mismatched_activations() {
+    let config = FitConfig::at_layer(0);
+    let methods: Vec<Box<dyn DirectionMethod>> =
+        vec![Box::new(Caa), Box::new(PcaDifferences), Box::new(RandomDirection)];
+    for m in methods {
+        assert!(m.direction(&[vec![1.0; 4]], &[], &config).is_err());
+        assert!(
+            m.direction(&[vec![1.0; 4], vec![1.0; 3]], &[vec![0.0; 4], vec![0.0; 4]], &config)
+                .is_err()
+        );
+        assert!(m.direction(&[], &[], &config).is_err());
+    }
+}
+
+/// Activations `base + s·u + noise` (positive, s > 0) and `base − s·u + noise` (negative).
+fn planted(n: usize, d: usize, seed: u64) -> (Vec<f32>, Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let u: Vec<f32> = (0..d).map(|i| if i % 5 == 0 { 1.0 } else { -0.3 }).collect();
+    let mut pos = Vec::new();
+    let mut neg = Vec::new();
+    for _ in 0..n {
+        let base: Vec<f32> = (0..d).map(|_| rng.random::<f32>() * 4.0 - 2.0).collect();
+        let s = 1.0 + rng.random::<f32>();
+        pos.push(
+            (0..d)
+                .map(|j| base[j] + s * u[j] + 0.05 * (rng.random::<f32>() - 0.5))
+                .collect(),
+        );
+        neg.push(
+            (0..d)
+                .map(|j| base[j] - s * u[j] + 0.05 * (rng.random::<f32>() - 0.5))
+                .collect(),
+        );
+    }
+    (u, pos, neg)
+}
+
+#[test]
+fn caa_and_pca_recover_a_planted_direction() {
+    let (u, pos, neg) = planted(200, 48, 1);
+    let config = FitConfig::at_layer(0);
+    let caa = Caa.direction(&pos, &neg, &config).unwrap();
+    assert!(cosine(&caa, &u) > 0.99, "caa cos {}", cosine(&caa, &u));
+    let pca = PcaDifferences.direction(&pos, &neg, &config).unwrap();
+    assert!(cosine(&pca, &u) > 0.99, "pca cos {}", cosine(&pca, &u));
+    // Random keeps CAA's norm but not its direction.
+    let random = RandomDirection.direction(&pos, &neg, &config).unwrap();
+    assert!((norm(&random) - norm(&caa)).abs() < 1e-3 * norm(&caa));
+    assert!(cosine(&random, &u).abs() < 0.5);
+}
+
+#[test]
+fn caa_vector_is_the_unnormalised_mean_difference() {
+    let pos = vec![vec![1.0, 2.0, 3.0], vec![3.0, 2.0, 1.0]];
+    let neg = vec![vec![0.0, 0.0, 0.0], vec![1.0, 1.0, 1.0]];
+    assert_eq!(
+        Caa.direction(&pos, &neg, &FitConfig::at_layer(0)).unwrap(),
+        vec![1.5, 1.5, 1.5]
+    );
+}
+
+#[test]
+fn control_vector_export_follows_llama_cpp() {
+    let steering = Steering {
+        method: "caa".into(),
+        kind: SteeringKind::Additive {
+            vectors: vec![(4, vec![0.5, -1.0, 2.0])],
+        },
+        positions: steer_model::Positions::All,
+        params: BTreeMap::new(),
+        metadata: BTreeMap::new(),
+    };
+    let bytes = steering.to_control_vector("llama", 30, 2.0).unwrap();
+    let file = GgufFile::from_bytes(bytes, std::path::Path::new("cv.gguf")).unwrap();
+    assert_eq!(file.get_str("controlvector.model_hint").unwrap(), "llama");
+    assert_eq!(file.get_u64("controlvector.layer_count").unwrap(), 30);
+    // Block 4's output is llama.cpp's layer 5.
+    assert_eq!(file.dequantize("direction.5").unwrap(), vec![1.0, -2.0, 4.0]);
+    assert!(file.tensor_info("direction.4").is_none());
+    assert!(steering.to_control_vector("llama", 4, 1.0).is_err());
+    // Corrupt artefacts name their source.
+    let err = Steering::from_safetensors(b"garbage", "bad.safetensors")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("bad.safetensors: "), "{err}");
+}
