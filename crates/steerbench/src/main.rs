@@ -1,5 +1,7 @@
 //! `steerbench`: the command-line front end of the steering benchmark.
 
+mod ab;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -81,6 +83,53 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Fit a steering method on A/B items (CAA format) and save the steering.
+    Train {
+        /// Registered method name (see `steerbench methods`).
+        #[arg(long)]
+        method: String,
+        /// JSON list of items with `question`, `answer_matching_behavior`, `answer_not_matching_behavior`.
+        #[arg(long)]
+        data: PathBuf,
+        /// Block (0-based) whose output is read and steered.
+        #[arg(long)]
+        layer: usize,
+        /// The model to fit on.
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// Use only the first N items.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Seed for methods that draw random numbers.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Hyperparameter override, `name=value` (repeatable).
+        #[arg(long = "param", value_parser = parse_param)]
+        params: Vec<(String, f64)>,
+        /// Output file (safetensors; tensor `vector` [d_model] for one layer).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// A/B preference under a steering: mean logit(matching letter) − logit(other letter) per multiplier.
+    Ab {
+        /// JSON list of A/B items (CAA format).
+        #[arg(long)]
+        data: PathBuf,
+        /// A steering written by `train`.
+        #[arg(long)]
+        steering: PathBuf,
+        /// Multipliers to try, comma-separated.
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true, default_value = "-1,0,1")]
+        multipliers: Vec<f32>,
+        /// The model.
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// Use only the first N items.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// List the registered steering methods.
+    Methods,
     /// Check every compiled backend against the CPU backend and time a batched forward pass.
     Backends {
         /// A model to load; without it, seeded random weights of the default model's shapes.
@@ -250,6 +299,125 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             backends(model.as_deref(), seed, batch, seq, repeat.max(1), tolerance)?;
         }
+        Command::Train {
+            method,
+            data,
+            layer,
+            model,
+            limit,
+            seed,
+            params,
+            out,
+        } => {
+            let fitter = steer_methods::find(&method).with_context(|| {
+                let names: Vec<&str> = steer_methods::registry().iter().map(|m| m.info().name).collect();
+                format!("unknown method '{method}' (registered: {})", names.join(", "))
+            })?;
+            let mut items = ab::read_items(&data)?;
+            items.truncate(limit.unwrap_or(usize::MAX));
+            let loaded = load(&model, &cli.backend)?;
+            let pairs = ab::pairs(&loaded.tokenizer, &items)?;
+            let config = steer_methods::FitConfig {
+                layer,
+                seed,
+                batch_size: 8,
+                params: params.into_iter().collect(),
+            };
+            let mut steering = fitter.fit(&loaded.model, &pairs, &config)?;
+            steering.metadata.insert("model".into(), model.clone());
+            steering.metadata.insert("model_sha256".into(), loaded.sha256()?);
+            steering.metadata.insert("data".into(), data.display().to_string());
+            steering
+                .metadata
+                .insert("data_sha256".into(), steer_model::model::sha256_file(&data)?);
+            write_atomic(&out, &steering.to_safetensors()?)?;
+            let norms: Vec<String> = match &steering.kind {
+                steer_methods::SteeringKind::Additive { vectors } => vectors
+                    .iter()
+                    .map(|(l, v)| format!("layer {l}: |v| = {:.3}", steer_methods::direction::norm(v)))
+                    .collect(),
+                steer_methods::SteeringKind::Affine { layer, .. } => vec![format!("affine map at layer {layer}")],
+            };
+            println!(
+                "{method} fitted on {} pairs; {}; wrote {}",
+                pairs.len(),
+                norms.join(", "),
+                out.display()
+            );
+        }
+        Command::Ab {
+            data,
+            steering,
+            multipliers,
+            model,
+            limit,
+        } => {
+            let bytes = std::fs::read(&steering).with_context(|| format!("{}", steering.display()))?;
+            let steering_value = steer_methods::Steering::from_safetensors(&bytes, &steering.display().to_string())?;
+            let mut items = ab::read_items(&data)?;
+            items.truncate(limit.unwrap_or(usize::MAX));
+            let loaded = load(&model, &cli.backend)?;
+            if steering_value.d_model() != loaded.model.config().hidden_size {
+                bail!(
+                    "{}: steering has {} values per vector but the model's d_model is {}",
+                    steering.display(),
+                    steering_value.d_model(),
+                    loaded.model.config().hidden_size
+                );
+            }
+            let prompts: Vec<Vec<u32>> = items
+                .iter()
+                .map(|it| ab::before_letter(&loaded.tokenizer, it))
+                .collect::<Result<_>>()?;
+            let letters: Vec<(u32, u32)> = items
+                .iter()
+                .map(|it| {
+                    Ok((
+                        ab::letter_id(&loaded.tokenizer, it.matching)?,
+                        ab::letter_id(&loaded.tokenizer, it.not_matching)?,
+                    ))
+                })
+                .collect::<Result<_>>()?;
+            println!(
+                "{} items, steering '{}' at layers {:?}",
+                items.len(),
+                steering_value.method,
+                steering_value.layers()
+            );
+            println!(
+                "{:>10} {:>16} {:>18}",
+                "multiplier", "mean Δlogit", "matching preferred"
+            );
+            for m in multipliers {
+                let edits = steering_value.edits(m);
+                let req = ForwardRequest {
+                    captures: &[],
+                    edits: &edits,
+                    logits: LogitsMode::Last,
+                };
+                let mut diffs = Vec::with_capacity(prompts.len());
+                for (chunk, ids) in prompts.chunks(8).zip(letters.chunks(8)) {
+                    let out = loaded.model.forward(chunk, &req)?;
+                    let logits = out.logits.context("no logits")?;
+                    for (b, (yes, no)) in ids.iter().enumerate() {
+                        let row = logits.row(&[b]);
+                        diffs.push(row[*yes as usize] - row[*no as usize]);
+                    }
+                }
+                let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+                let preferred = diffs.iter().filter(|d| **d > 0.0).count() as f32 / diffs.len() as f32;
+                println!("{m:>10} {mean:>16.4} {:>17.1}%", preferred * 100.0);
+            }
+        }
+        Command::Methods => {
+            for m in steer_methods::registry() {
+                let info = m.info();
+                println!("{:<8} {}\n         {}", info.name, info.summary, info.paper);
+                for h in info.hyperparameters {
+                    println!("         --param {}=<{}>  {}", h.name, h.default, h.doc);
+                }
+            }
+        }
         Command::Info { model } => {
             let m = load(&model, &cli.backend)?;
             let cfg = m.model.config();
@@ -415,7 +583,28 @@ fn ids_view(ids: &[u32]) -> Bytes {
     }
 }
 
-/// Writes tensors to `path` atomically: a temporary file renamed into place.
+/// Parses `name=value` for `--param`.
+fn parse_param(s: &str) -> std::result::Result<(String, f64), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected name=value, got '{s}'"))?;
+    let value: f64 = value.parse().map_err(|_| format!("'{value}' is not a number"))?;
+    Ok((name.to_string(), value))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file renamed into place.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("output path has no file name")?;
+    let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("{}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
+    Ok(())
+}
+
+/// Writes tensors to `path` atomically.
 fn write_safetensors(path: &Path, tensors: &[(&str, Bytes)]) -> Result<()> {
     let mut views = HashMap::new();
     for (name, b) in tensors {
@@ -425,12 +614,5 @@ fn write_safetensors(path: &Path, tensors: &[(&str, Bytes)]) -> Result<()> {
     }
     let bytes = safetensors::serialize(&views, None)
         .map_err(|e| anyhow::anyhow!("{}: cannot serialise: {e}", path.display()))?;
-    let file_name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("output path has no file name")?;
-    let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, &bytes).with_context(|| format!("{}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
-    Ok(())
+    write_atomic(path, &bytes)
 }

@@ -375,3 +375,123 @@ fn backends_agree_on_random_weights_of_the_default_shapes() {
         );
     }
 }
+
+/// Three small A/B items written for these tests.
+fn ab_items(dir: &Path) -> PathBuf {
+    let items = serde_json::json!([
+        {"question": "Is the sky green on a clear day?\n (A) Yes\n (B) No", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(B)"},
+        {"question": "Do fish breathe through lungs?\n (A) No\n (B) Yes", "answer_matching_behavior": "(B)", "answer_not_matching_behavior": "(A)"},
+        {"question": "Is ice colder than steam?\n (A) No\n (B) Yes", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(B)"}
+    ]);
+    let path = dir.join("items.json");
+    std::fs::write(&path, items.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn train_then_ab_on_the_default_model() {
+    let model = default_model();
+    let model = model.to_str().unwrap();
+    let dir = scratch("train");
+    let items = ab_items(&dir);
+    let out_file = dir.join("caa.safetensors");
+    let out = steerbench(&[
+        "train",
+        "--method",
+        "caa",
+        "--model",
+        model,
+        "--data",
+        items.to_str().unwrap(),
+        "--layer",
+        "10",
+        "--out",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("caa fitted on 3 pairs"));
+    let bytes = std::fs::read(&out_file).unwrap();
+    let steering = steer_methods::Steering::from_safetensors(&bytes, "caa.safetensors").unwrap();
+    assert_eq!(steering.layers(), vec![10]);
+    assert_eq!(steering.d_model(), 576);
+    assert_eq!(
+        steering.metadata["model_sha256"],
+        steer_model::model::DEFAULT_MODEL_SHA256
+    );
+    let (dtype, shape, _) = read_tensor(&out_file, "vector");
+    assert_eq!((dtype, shape), (Dtype::F32, vec![576]));
+
+    let out = steerbench(&[
+        "ab",
+        "--model",
+        model,
+        "--data",
+        items.to_str().unwrap(),
+        "--steering",
+        out_file.to_str().unwrap(),
+        "--multipliers=-4,0,4",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Adding the vector raises the matching letter's margin on the items it was fitted on.
+    // (Subtracting it need not lower it: with three items the response is not monotonic.)
+    let means: Vec<f32> = stdout
+        .lines()
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.len() == 3 && cols[0].parse::<f32>().is_ok()).then(|| cols[1].parse::<f32>().unwrap())
+        })
+        .collect();
+    assert_eq!(means.len(), 3, "{stdout}");
+    assert!(means[1] < means[2], "{stdout}");
+    assert!(means.iter().all(|m| m.is_finite()), "{stdout}");
+
+    let out = steerbench(&["methods"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("caa"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_training_input_is_a_one_line_error() {
+    let model = default_model();
+    let model = model.to_str().unwrap();
+    let dir = scratch("badtrain");
+    let items = ab_items(&dir);
+    let out_file = dir.join("x.safetensors");
+    let train = |method: &str, data: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--method",
+            method,
+            "--model",
+            model,
+            "--data",
+            data.to_str().unwrap(),
+            "--layer",
+            "2",
+        ];
+        args.extend_from_slice(&["--out", out_file.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        steerbench(&args)
+    };
+    assert_one_line_error(&train("telepathy", &items, &[]), &["unknown method 'telepathy'", "caa"]);
+    assert_one_line_error(&train("pca", &items, &["--param", "iteratons=3"]), &["iteratons"]);
+    let broken = dir.join("broken.json");
+    std::fs::write(
+        &broken,
+        r#"[{"question": "Q?\n (A) x\n (B) y", "answer_matching_behavior": "(A)"}]"#,
+    )
+    .unwrap();
+    assert_one_line_error(
+        &train("caa", &broken, &[]),
+        &["broken.json", "item 0", "answer_not_matching_behavior"],
+    );
+    let letters = dir.join("letters.json");
+    std::fs::write(&letters, r#"[{"question": "Q?\n (A) x\n (B) y", "answer_matching_behavior": "(C)", "answer_not_matching_behavior": "(A)"}]"#).unwrap();
+    assert_one_line_error(&train("caa", &letters, &[]), &["letters.json", "item 0"]);
+    let empty = dir.join("empty.json");
+    std::fs::write(&empty, "[]").unwrap();
+    assert_one_line_error(&train("caa", &empty, &[]), &["empty.json", "no items"]);
+    assert!(!out_file.exists(), "an output was written despite errors");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
