@@ -2,13 +2,15 @@
 
 use crate::SteeringMethod;
 use crate::direction::Directional;
-use crate::methods::{caa::Caa, pca::PcaDifferences, random::RandomDirection};
+use crate::methods::{actadd::ActAdd, caa::Caa, pca::PcaDifferences, probe::Probe, random::RandomDirection};
 
 /// Every registered method, in display order.
 pub fn registry() -> Vec<Box<dyn SteeringMethod>> {
     vec![
         Box::new(Directional(Caa)),
+        Box::new(Directional(ActAdd)),
         Box::new(Directional(PcaDifferences)),
+        Box::new(Directional(Probe)),
         Box::new(Directional(RandomDirection)),
     ]
 }

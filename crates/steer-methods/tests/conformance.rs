@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use rand::{Rng, SeedableRng};
 use steer_methods::direction::{DirectionMethod, norm};
-use steer_methods::methods::{caa::Caa, pca::PcaDifferences, random::RandomDirection};
+use steer_methods::methods::{actadd::ActAdd, caa::Caa, pca::PcaDifferences, probe::Probe, random::RandomDirection};
 use steer_methods::{ContrastPair, FitConfig, Steering, SteeringKind, find, registry};
 use steer_model::gguf::GgufFile;
 use steer_model::{Architecture, Backend, ForwardRequest, Llama, LogitsMode, ModelConfig, WeightSource};
@@ -207,13 +207,26 @@ fn planted(n: usize, d: usize, seed: u64) -> (Vec<f32>, Vec<Vec<f32>>, Vec<Vec<f
 }
 
 #[test]
-fn caa_and_pca_recover_a_planted_direction() {
+fn directions_recover_a_planted_direction() {
     let (u, pos, neg) = planted(200, 48, 1);
     let config = FitConfig::at_layer(0);
     let caa = Caa.direction(&pos, &neg, &config).unwrap();
     assert!(cosine(&caa, &u) > 0.99, "caa cos {}", cosine(&caa, &u));
     let pca = PcaDifferences.direction(&pos, &neg, &config).unwrap();
     assert!(cosine(&pca, &u) > 0.99, "pca cos {}", cosine(&pca, &u));
+    let probe = Probe.direction(&pos, &neg, &config).unwrap();
+    assert!(cosine(&probe, &u) > 0.9, "probe cos {}", cosine(&probe, &u));
+    // One pair already points roughly the right way, far less precisely than the mean.
+    let actadd = ActAdd.direction(&pos, &neg, &config).unwrap();
+    assert!(cosine(&actadd, &u) > 0.3, "actadd cos {}", cosine(&actadd, &u));
+    let mut last = config.clone();
+    last.params.insert("pair".into(), 199.0);
+    assert_eq!(
+        ActAdd.direction(&pos, &neg, &last).unwrap()[0],
+        pos[199][0] - neg[199][0]
+    );
+    last.params.insert("pair".into(), 200.0);
+    assert!(ActAdd.direction(&pos, &neg, &last).is_err());
     // Random keeps CAA's norm but not its direction.
     let random = RandomDirection.direction(&pos, &neg, &config).unwrap();
     assert!((norm(&random) - norm(&caa)).abs() < 1e-3 * norm(&caa));

@@ -1,11 +1,11 @@
 //! Random-direction baseline.
 //!
-//! A control that every steering comparison needs (Tan et al. 2024,
-//! "Analyzing the Generalization and Reliability of Steering Vectors",
-//! arXiv:2407.12404, compare against random directions): a direction drawn
+//! A control baseline with no paper of its own: a direction drawn
 //! uniformly on the sphere, scaled to the norm of the CAA mean difference at
 //! the same layer, so any effect it has is what an equally large but
-//! meaningless push does.
+//! meaningless push does. Reliability studies of steering vectors (Tan et al.
+//! 2024, "Analyzing the Generalization and Reliability of Steering Vectors",
+//! arXiv:2407.12404) are why every reported effect needs such a control.
 
 use rand::{Rng, SeedableRng};
 
@@ -19,7 +19,7 @@ impl DirectionMethod for RandomDirection {
     fn info(&self) -> MethodInfo {
         MethodInfo {
             name: "random",
-            paper: "Tan et al. 2024, Analyzing the Generalization and Reliability of Steering Vectors, arXiv:2407.12404 (random-vector control)",
+            paper: "control baseline (no source paper); motivated by Tan et al. 2024, arXiv:2407.12404",
             summary: "a seeded uniformly random direction scaled to the norm of the CAA mean difference",
             hyperparameters: &[],
         }
