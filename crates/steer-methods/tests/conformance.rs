@@ -11,21 +11,7 @@ use steer_model::gguf::GgufFile;
 use steer_model::{Architecture, Backend, ForwardRequest, Llama, LogitsMode, ModelConfig, WeightSource};
 
 fn tiny_model() -> Llama {
-    let cfg = ModelConfig {
-        architecture: Architecture::Llama,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 3,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        rope_scaling: None,
-        vocab_size: 97,
-        max_position_embeddings: 256,
-        tie_word_embeddings: true,
-        attention_bias: false,
-    };
+    let cfg = ModelConfig::tiny(Architecture::Llama);
     Llama::load(&cfg, &WeightSource::random(&cfg, 5), &Backend::Cpu.device().unwrap()).unwrap()
 }
 
@@ -103,40 +89,23 @@ fn every_method_conforms() {
         assert_eq!(a.method, name);
         assert_eq!(a.d_model(), 32);
 
-        // Multiplier 0 leaves the logits exactly as they were.
-        let edits = a.edits(0.0);
-        let out = model
-            .forward(
-                &rows,
-                &ForwardRequest {
-                    captures: &[],
-                    edits: &edits,
-                    logits: LogitsMode::All,
-                },
-            )
-            .unwrap();
+        // Multiplier 0 leaves the logits exactly as they were; a real multiplier changes them.
+        let steered_logits = |m: f32| {
+            let edits = a.edits(m);
+            let req = ForwardRequest {
+                captures: &[],
+                edits: &edits,
+                logits: LogitsMode::All,
+            };
+            model.forward(&rows, &req).unwrap().logits.unwrap().data
+        };
+        let plain_logits = &plain.logits.as_ref().unwrap().data;
         assert_eq!(
-            out.logits.unwrap().data,
-            plain.logits.as_ref().unwrap().data,
+            &steered_logits(0.0),
+            plain_logits,
             "{name}: multiplier 0 changed logits"
         );
-        // A real multiplier changes them.
-        let edits = a.edits(4.0);
-        let out = model
-            .forward(
-                &rows,
-                &ForwardRequest {
-                    captures: &[],
-                    edits: &edits,
-                    logits: LogitsMode::All,
-                },
-            )
-            .unwrap();
-        assert_ne!(
-            out.logits.unwrap().data,
-            plain.logits.as_ref().unwrap().data,
-            "{name}: multiplier 4 did nothing"
-        );
+        assert_ne!(&steered_logits(4.0), plain_logits, "{name}: multiplier 4 did nothing");
 
         // Save/load round trip.
         let bytes = a.to_safetensors().unwrap();

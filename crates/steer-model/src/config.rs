@@ -96,6 +96,27 @@ impl ModelConfig {
         }
     }
 
+    /// A three-block model small enough to run in milliseconds, with grouped-query
+    /// attention (4 query heads over 2 key/value heads): for tests and examples
+    /// on random weights. Llama ties its embeddings; Qwen2 has q/k/v biases.
+    pub fn tiny(architecture: Architecture) -> Self {
+        ModelConfig {
+            architecture,
+            hidden_size: 32,
+            intermediate_size: 64,
+            num_hidden_layers: 3,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            rope_scaling: None,
+            vocab_size: 97,
+            max_position_embeddings: 256,
+            tie_word_embeddings: architecture == Architecture::Llama,
+            attention_bias: architecture == Architecture::Qwen2,
+        }
+    }
+
     /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads

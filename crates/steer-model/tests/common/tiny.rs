@@ -2,24 +2,9 @@
 
 use steer_model::{Architecture, Backend, Llama, ModelConfig, WeightSource};
 
-/// A Llama-shaped config small enough to run in milliseconds, with GQA (4 query
-/// heads over 2 key/value heads) so the grouped path is exercised.
+/// The tiny test configuration (see `ModelConfig::tiny`).
 pub fn tiny_config(architecture: Architecture) -> ModelConfig {
-    ModelConfig {
-        architecture,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 3,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        rope_scaling: None,
-        vocab_size: 97,
-        max_position_embeddings: 256,
-        tie_word_embeddings: architecture == Architecture::Llama,
-        attention_bias: architecture == Architecture::Qwen2,
-    }
+    ModelConfig::tiny(architecture)
 }
 
 /// The tiny model with seeded random weights on the CPU backend.
