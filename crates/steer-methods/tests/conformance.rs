@@ -237,3 +237,22 @@ fn control_vector_export_follows_llama_cpp() {
         .to_string();
     assert!(err.starts_with("bad.safetensors: "), "{err}");
 }
+
+#[test]
+fn activation_rows_follow_input_order_whatever_the_batching() {
+    let model = tiny_model();
+    let seqs: Vec<Vec<u32>> = vec![vec![5, 6, 7, 8, 9, 10], vec![1], vec![2, 3, 4], vec![11, 12]];
+    let one_by_one: Vec<Vec<f32>> = seqs
+        .iter()
+        .map(|s| {
+            steer_methods::activations::last_token_resid(&model, std::slice::from_ref(s), 1, 1)
+                .unwrap()
+                .remove(0)
+        })
+        .collect();
+    let batched = steer_methods::activations::last_token_resid(&model, &seqs, 1, 3).unwrap();
+    for (a, b) in one_by_one.iter().zip(&batched) {
+        let d = a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(d < 1e-4, "rows differ by {d}");
+    }
+}
