@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use steer_model::weights::random_tokens;
 use steer_model::{Backend, Edit, ForwardRequest, GenerateOptions, LoadedModel, LogitsMode, Positions, Sampling};
 
 fn backend() -> Backend {
@@ -21,23 +22,6 @@ fn load() -> LoadedModel {
     LoadedModel::load("default", &device).expect("the default model is installed (cargo xtask setup)")
 }
 
-/// Seeded pseudo-random token ids (a simple LCG keeps the benchmark dependency-free).
-fn tokens(rows: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    (0..rows)
-        .map(|_| {
-            (0..len)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((state >> 33) % vocab as u64) as u32
-                })
-                .collect()
-        })
-        .collect()
-}
-
 fn bench_load(c: &mut Criterion) {
     let device = backend().device().expect("backend is usable");
     let mut group = c.benchmark_group("load");
@@ -50,7 +34,7 @@ fn bench_load(c: &mut Criterion) {
 
 fn bench_forward(c: &mut Criterion) {
     let model = load();
-    let batch = tokens(8, 128, model.model.config().vocab_size);
+    let batch = random_tokens(8, 128, model.model.config().vocab_size, 0);
     let mut group = c.benchmark_group("forward");
     group.sample_size(10).measurement_time(Duration::from_secs(30));
     group.throughput(Throughput::Elements(8 * 128));
@@ -75,7 +59,7 @@ fn bench_forward(c: &mut Criterion) {
 
 fn bench_decode(c: &mut Criterion) {
     let model = load();
-    let prompt = tokens(1, 16, model.model.config().vocab_size);
+    let prompt = random_tokens(1, 16, model.model.config().vocab_size, 1);
     let d = model.model.config().hidden_size;
     let opts = GenerateOptions {
         max_new_tokens: 64,

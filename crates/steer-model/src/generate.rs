@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::is_positive;
 use crate::error::{ModelError, Result};
 use crate::hooks::{Edit, LogitsMode};
-use crate::llama::{ForwardRequest, KvCache, Llama, StepInput};
+use crate::llama::{ForwardRequest, KvCache, Llama, PaddedBatch, StepInput};
 
 /// How the next token is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -120,29 +120,15 @@ impl Llama {
                 Sampling::Greedy => None,
             })
             .collect();
-        let prompt_lens: Vec<usize> = prompts.iter().map(Vec::len).collect();
         let mut out: Vec<Vec<u32>> = vec![Vec::new(); b];
         if opts.max_new_tokens == 0 {
             return Ok(out);
         }
 
         // Prefill: the left-padded prompts.
-        let mut ids = Vec::with_capacity(b * longest);
-        let mut positions = Vec::with_capacity(b * longest);
-        for p in prompts {
-            let pad = longest - p.len();
-            ids.extend(std::iter::repeat_n(0u32, pad));
-            ids.extend_from_slice(p);
-            positions.extend(std::iter::repeat_n(None, pad));
-            positions.extend((0..p.len()).map(Some));
-        }
+        let prefill = PaddedBatch::new(prompts);
         let mut cache = KvCache::new();
-        let input = StepInput {
-            ids: &ids,
-            positions: &positions,
-            prompt_lens: &prompt_lens,
-            batch: b,
-        };
+        let input = prefill.input();
         let (mut logits, _) = self.step(&input, Some(&mut cache), &req)?;
         let mut done = vec![false; b];
         for step in 0..opts.max_new_tokens {
@@ -171,11 +157,11 @@ impl Llama {
             if done.iter().all(|&d| d) || step + 1 == opts.max_new_tokens {
                 break;
             }
-            let positions: Vec<Option<usize>> = (0..b).map(|row| Some(prompt_lens[row] + step)).collect();
+            let positions: Vec<Option<usize>> = (0..b).map(|row| Some(prefill.lens[row] + step)).collect();
             let input = StepInput {
                 ids: &next,
                 positions: &positions,
-                prompt_lens: &prompt_lens,
+                prompt_lens: &prefill.lens,
                 batch: b,
             };
             logits = self.step(&input, Some(&mut cache), &req)?.0;

@@ -107,6 +107,51 @@ pub(crate) struct StepInput<'a> {
 /// Logits (if asked for) and captures of one step.
 pub(crate) type StepOutput = (Option<HostTensor>, Vec<(Capture, HostTensor)>);
 
+/// Sequences left-padded to a common length, with each slot's unpadded position.
+pub(crate) struct PaddedBatch {
+    /// `B × T` token ids; padding slots hold 0.
+    pub ids: Vec<u32>,
+    /// `B × T` unpadded positions; `None` marks padding.
+    pub positions: Vec<Option<usize>>,
+    /// Unpadded length of each row.
+    pub lens: Vec<usize>,
+    /// Left padding of each row.
+    pub pads: Vec<usize>,
+}
+
+impl PaddedBatch {
+    /// Left-pads `rows` to the longest one.
+    pub(crate) fn new(rows: &[Vec<u32>]) -> Self {
+        let t = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let lens: Vec<usize> = rows.iter().map(Vec::len).collect();
+        let pads: Vec<usize> = lens.iter().map(|l| t - l).collect();
+        let mut ids = Vec::with_capacity(rows.len() * t);
+        let mut positions = Vec::with_capacity(rows.len() * t);
+        for (row, &pad) in rows.iter().zip(&pads) {
+            ids.extend(std::iter::repeat_n(0u32, pad));
+            ids.extend_from_slice(row);
+            positions.extend(std::iter::repeat_n(None, pad));
+            positions.extend((0..row.len()).map(Some));
+        }
+        PaddedBatch {
+            ids,
+            positions,
+            lens,
+            pads,
+        }
+    }
+
+    /// The step input for this batch, every row's whole sequence counting as its prompt.
+    pub(crate) fn input(&self) -> StepInput<'_> {
+        StepInput {
+            ids: &self.ids,
+            positions: &self.positions,
+            prompt_lens: &self.lens,
+            batch: self.lens.len(),
+        }
+    }
+}
+
 /// Keys and values of every block for the tokens seen so far.
 pub(crate) struct KvCache {
     keys: Vec<Tensor<4>>,
@@ -320,30 +365,14 @@ impl Llama {
             return Err(ModelError::bad_request("forward needs at least one non-empty sequence"));
         }
         self.validate_request(req, rows.len())?;
-        let b = rows.len();
-        let t = rows.iter().map(Vec::len).max().unwrap_or(0);
-        let lens: Vec<usize> = rows.iter().map(Vec::len).collect();
-        let pads: Vec<usize> = lens.iter().map(|l| t - l).collect();
-        let mut ids = Vec::with_capacity(b * t);
-        let mut positions = Vec::with_capacity(b * t);
-        for (row, &pad) in rows.iter().zip(&pads) {
-            ids.extend(std::iter::repeat_n(0u32, pad));
-            ids.extend_from_slice(row);
-            positions.extend(std::iter::repeat_n(None, pad));
-            positions.extend((0..row.len()).map(Some));
-        }
-        let input = StepInput {
-            ids: &ids,
-            positions: &positions,
-            prompt_lens: &lens,
-            batch: b,
-        };
+        let batch = PaddedBatch::new(rows);
+        let input = batch.input();
         let (logits, captures) = self.step(&input, None, req)?;
         Ok(ForwardOutput {
             logits,
             captures,
-            pads,
-            lens,
+            pads: batch.pads,
+            lens: batch.lens,
         })
     }
 
@@ -497,14 +526,12 @@ impl Llama {
                 }
             }
             let heads = heads.swap_dims(1, 2); // [B, Tq, H, hd]
-            if req.captures.iter().any(|c| c.site == Site::HeadOut(l)) {
-                for c in wants(Site::HeadOut(l)) {
-                    let kept = match c.positions {
-                        CapturePositions::All => heads.clone(),
-                        CapturePositions::Last => heads.clone().narrow(1, tq - 1, 1),
-                    };
-                    captures.push((*c, to_host(kept)?));
-                }
+            for c in wants(Site::HeadOut(l)) {
+                let kept = match c.positions {
+                    CapturePositions::All => heads.clone(),
+                    CapturePositions::Last => heads.clone().narrow(1, tq - 1, 1),
+                };
+                captures.push((*c, to_host(kept)?));
             }
             let attn = heads
                 .reshape([b * tq, n_heads * hd])

@@ -106,6 +106,17 @@ impl WeightSource {
     }
 }
 
+/// Seeded random token ids, `rows` sequences of `len` tokens below `vocab`:
+/// inputs for benchmarks and backend checks.
+pub fn random_tokens(rows: usize, len: usize, vocab: usize, seed: u64) -> Vec<Vec<u32>> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let vocab = vocab.max(1) as u32;
+    (0..rows)
+        .map(|_| (0..len).map(|_| rng.random_range(0..vocab)).collect())
+        .collect()
+}
+
 /// Maps a Hugging Face tensor name to the GGUF name llama.cpp uses.
 fn gguf_name(hf_name: &str) -> Option<String> {
     let fixed = match hf_name {

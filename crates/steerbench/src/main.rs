@@ -432,20 +432,19 @@ fn run(cli: Cli) -> Result<()> {
 /// Loads the same weights on every backend, compares logits with the CPU
 /// backend's and reports the median forward time.
 fn backends(model: Option<&str>, seed: u64, batch: usize, seq: usize, repeat: usize, tolerance: f32) -> Result<()> {
-    let cpu_device = Backend::Cpu.device()?;
     let (cfg, weights) = match model {
         Some(spec) => {
-            let format = steer_model::model::resolve(spec)?;
-            let loaded = LoadedModel::load_format(format.clone(), &cpu_device)?;
-            let cfg = loaded.model.config().clone();
-            drop(loaded);
-            let weights = match &format {
-                steer_model::ModelFormat::Gguf(p) => WeightSource::Gguf(steer_model::gguf::GgufFile::open(p)?),
-                steer_model::ModelFormat::HfDir(d) => {
-                    WeightSource::Safetensors(steer_model::weights::SafetensorsShards::open(d)?)
+            // Only the configuration and the weights are needed; the tokenizer is not.
+            match steer_model::model::resolve(spec)? {
+                steer_model::ModelFormat::Gguf(p) => {
+                    let file = steer_model::gguf::GgufFile::open(&p)?;
+                    (ModelConfig::from_gguf(&file)?, WeightSource::Gguf(file))
                 }
-            };
-            (cfg, weights)
+                steer_model::ModelFormat::HfDir(d) => (
+                    ModelConfig::from_hf_json(&d.join("config.json"))?,
+                    WeightSource::Safetensors(steer_model::weights::SafetensorsShards::open(&d)?),
+                ),
+            }
         }
         None => {
             let cfg = ModelConfig::smollm2_135m();
@@ -453,20 +452,7 @@ fn backends(model: Option<&str>, seed: u64, batch: usize, seq: usize, repeat: us
             (cfg, weights)
         }
     };
-    // Seeded token ids (an LCG keeps this reproducible without extra dependencies).
-    let mut state = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let rows: Vec<Vec<u32>> = (0..batch)
-        .map(|_| {
-            (0..seq)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((state >> 33) % cfg.vocab_size as u64) as u32
-                })
-                .collect()
-        })
-        .collect();
+    let rows = steer_model::weights::random_tokens(batch, seq, cfg.vocab_size, seed);
     let req = ForwardRequest {
         captures: &[],
         edits: &[],
