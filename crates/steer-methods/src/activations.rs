@@ -2,39 +2,129 @@
 
 use steer_model::{Capture, ForwardRequest, Llama, LogitsMode, Site};
 
-use crate::{MethodError, Result};
+use crate::{ContrastPair, MethodError, Result};
+
+/// The residual stream after each block in `layers` at the last token of
+/// every sequence: `rows[sequence][k]` holds `d_model` values for `layers[k]`,
+/// sequences in input order. Sequences run `batch_size` at a time, batched in
+/// order of length so that little work goes into padding.
+pub fn last_token_resid_layers(
+    model: &Llama,
+    sequences: &[Vec<u32>],
+    layers: &[usize],
+    batch_size: usize,
+) -> Result<Vec<Vec<Vec<f32>>>> {
+    if sequences.is_empty() || layers.is_empty() {
+        return Err(MethodError::BadInput(
+            "no sequences or layers to read activations from".into(),
+        ));
+    }
+    let captures: Vec<Capture> = layers.iter().map(|&l| Capture::last(Site::ResidPost(l))).collect();
+    let req = ForwardRequest {
+        captures: &captures,
+        edits: &[],
+        logits: LogitsMode::None,
+    };
+    let mut order: Vec<usize> = (0..sequences.len()).collect();
+    order.sort_by_key(|&i| sequences[i].len());
+    let mut rows: Vec<Vec<Vec<f32>>> = vec![Vec::new(); sequences.len()];
+    for chunk in order.chunks(batch_size.max(1)) {
+        let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| sequences[i].clone()).collect();
+        let out = model.forward(&batch, &req)?;
+        for capture in &captures {
+            let resid = out
+                .capture(*capture)
+                .ok_or_else(|| MethodError::BadInput("the model returned no activations".into()))?;
+            for (b, &i) in chunk.iter().enumerate() {
+                rows[i].push(resid.row(&[b, 0]).to_vec());
+            }
+        }
+    }
+    Ok(rows)
+}
 
 /// The residual stream after block `layer` at the last token of every
-/// sequence, one `d_model` row per sequence in input order, computed
-/// `batch_size` sequences at a time. Sequences are batched in order of length
-/// so that little work goes into padding.
+/// sequence, one `d_model` row per sequence in input order.
 pub fn last_token_resid(
     model: &Llama,
     sequences: &[Vec<u32>],
     layer: usize,
     batch_size: usize,
 ) -> Result<Vec<Vec<f32>>> {
-    if sequences.is_empty() {
-        return Err(MethodError::BadInput("no sequences to read activations from".into()));
+    Ok(last_token_resid_layers(model, sequences, &[layer], batch_size)?
+        .into_iter()
+        .map(|mut r| r.swap_remove(0))
+        .collect())
+}
+
+/// Rows read at several layers: `[sequence][layer index][d_model]`.
+pub type LayerRows = Vec<Vec<Vec<f32>>>;
+
+/// Rows read at one layer: `[sequence][d_model]`.
+pub type Rows = Vec<Vec<f32>>;
+
+/// The residual stream after each block in `layers` at the last token of
+/// every pair's positive and negative sequence: `(positive, negative)`, each
+/// indexed `[pair][k]` for `layers[k]`. A pair's prompt is computed once and
+/// shared by its two completions; pairs without a prompt run as whole
+/// sequences, `batch_size` at a time.
+pub fn paired_resid_layers(
+    model: &Llama,
+    pairs: &[ContrastPair],
+    layers: &[usize],
+    batch_size: usize,
+) -> Result<(LayerRows, LayerRows)> {
+    if pairs.is_empty() || layers.is_empty() {
+        return Err(MethodError::BadInput(
+            "no pairs or layers to read activations from".into(),
+        ));
     }
-    let capture = Capture::last(Site::ResidPost(layer));
+    let mut positive = vec![Vec::new(); pairs.len()];
+    let mut negative = vec![Vec::new(); pairs.len()];
+    let captures: Vec<Capture> = layers.iter().map(|&l| Capture::last(Site::ResidPost(l))).collect();
     let req = ForwardRequest {
-        captures: &[capture],
+        captures: &captures,
         edits: &[],
         logits: LogitsMode::None,
     };
-    let mut order: Vec<usize> = (0..sequences.len()).collect();
-    order.sort_by_key(|&i| sequences[i].len());
-    let mut rows: Vec<Vec<f32>> = vec![Vec::new(); sequences.len()];
-    for chunk in order.chunks(batch_size.max(1)) {
-        let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| sequences[i].clone()).collect();
-        let out = model.forward(&batch, &req)?;
-        let resid = out
-            .capture(capture)
-            .ok_or_else(|| MethodError::BadInput("the model returned no activations".into()))?;
-        for (b, &i) in chunk.iter().enumerate() {
-            rows[i] = resid.row(&[b, 0]).to_vec();
+    let mut whole = Vec::new();
+    for (i, pair) in pairs.iter().enumerate() {
+        if pair.prompt.is_empty() || pair.positive.is_empty() || pair.negative.is_empty() {
+            whole.push(i);
+            continue;
+        }
+        let shared = model.shared_prefix(&pair.prompt)?;
+        let out = model.forward_after(&shared, &[pair.positive.clone(), pair.negative.clone()], &req)?;
+        for capture in &captures {
+            let resid = out
+                .capture(*capture)
+                .ok_or_else(|| MethodError::BadInput("the model returned no activations".into()))?;
+            positive[i].push(resid.row(&[0, 0]).to_vec());
+            negative[i].push(resid.row(&[1, 0]).to_vec());
         }
     }
-    Ok(rows)
+    if !whole.is_empty() {
+        let pos: Vec<Vec<u32>> = whole.iter().map(|&i| pairs[i].positive_sequence()).collect();
+        let neg: Vec<Vec<u32>> = whole.iter().map(|&i| pairs[i].negative_sequence()).collect();
+        let pos = last_token_resid_layers(model, &pos, layers, batch_size)?;
+        let neg = last_token_resid_layers(model, &neg, layers, batch_size)?;
+        for ((&i, p), n) in whole.iter().zip(pos).zip(neg) {
+            positive[i] = p;
+            negative[i] = n;
+        }
+    }
+    Ok((positive, negative))
+}
+
+/// The residual stream after block `layer` at the last token of every pair's
+/// positive and negative sequence: `(positive rows, negative rows)`.
+pub fn paired_resid(
+    model: &Llama,
+    pairs: &[ContrastPair],
+    layer: usize,
+    batch_size: usize,
+) -> Result<(Rows, Rows)> {
+    let (pos, neg) = paired_resid_layers(model, pairs, &[layer], batch_size)?;
+    let first = |rows: LayerRows| rows.into_iter().map(|mut r| r.swap_remove(0)).collect();
+    Ok((first(pos), first(neg)))
 }

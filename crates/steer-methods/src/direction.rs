@@ -1,13 +1,11 @@
 //! The simple level: a method that turns paired activations into one
 //! direction, and the adaptor that does everything else.
 
-use std::collections::BTreeMap;
-
 use steer_model::{Llama, Positions};
 
-use crate::activations::last_token_resid;
+use crate::activations::paired_resid;
 use crate::steering::{Steering, SteeringKind};
-use crate::{ContrastPair, FitConfig, MethodError, MethodInfo, Result, SteeringMethod};
+use crate::{FitConfig, MethodError, MethodInfo, Result, SteeringMethod, TrainingSet};
 
 /// A method whose output is one vector computed from the activations of the
 /// positive and negative sequence of each pair (row `i` of both belongs to pair `i`).
@@ -29,16 +27,12 @@ impl<M: DirectionMethod> SteeringMethod for Directional<M> {
         self.0.info()
     }
 
-    fn fit(&self, model: &Llama, pairs: &[ContrastPair], config: &FitConfig) -> Result<Steering> {
+    fn fit(&self, model: &Llama, data: &TrainingSet, config: &FitConfig) -> Result<Steering> {
         let info = self.0.info();
         config.check_params(&info)?;
-        if pairs.is_empty() {
-            return Err(MethodError::BadInput(format!("{}: no training pairs", info.name)));
-        }
-        let positive: Vec<Vec<u32>> = pairs.iter().map(|p| p.positive.clone()).collect();
-        let negative: Vec<Vec<u32>> = pairs.iter().map(|p| p.negative.clone()).collect();
-        let pos = last_token_resid(model, &positive, config.layer, config.batch_size)?;
-        let neg = last_token_resid(model, &negative, config.layer, config.batch_size)?;
+        data.check(info.name)?;
+        let pairs = &data.pairs;
+        let (pos, neg) = paired_resid(model, pairs, config.layer, config.batch_size)?;
         let vector = self.0.direction(&pos, &neg, config)?;
         let d = model.config().hidden_size;
         if vector.len() != d || vector.iter().any(|v| !v.is_finite()) {
@@ -49,23 +43,15 @@ impl<M: DirectionMethod> SteeringMethod for Directional<M> {
                 vector.iter().all(|v| v.is_finite())
             )));
         }
-        let params: BTreeMap<String, f64> = info
-            .hyperparameters
-            .iter()
-            .map(|h| Ok((h.name.to_string(), config.param(&info, h.name)?)))
-            .collect::<Result<_>>()?;
-        let mut metadata = BTreeMap::new();
-        metadata.insert("seed".to_string(), config.seed.to_string());
-        metadata.insert("n_pairs".to_string(), pairs.len().to_string());
-        Ok(Steering {
-            method: info.name.to_string(),
-            kind: SteeringKind::Additive {
+        Steering::fitted(
+            &info,
+            config,
+            pairs.len(),
+            SteeringKind::Additive {
                 vectors: vec![(config.layer, vector)],
             },
-            positions: Positions::PromptEndOnward,
-            params,
-            metadata,
-        })
+            Positions::PromptEndOnward,
+        )
     }
 }
 

@@ -14,6 +14,7 @@
 
 pub mod activations;
 pub mod direction;
+pub mod linalg;
 pub mod methods;
 pub mod registry;
 pub mod steering;
@@ -72,15 +73,68 @@ pub struct MethodInfo {
     pub hyperparameters: &'static [HyperParam],
 }
 
-/// One contrastive training example: two token sequences that differ in the
-/// behaviour. Activations are read at the last token of each (for A/B prompts,
-/// the answer letter).
+/// One contrastive training example: a prompt and two completions that differ
+/// in the behaviour. Activations are read at the last token of `prompt ++
+/// completion` (for A/B prompts, the answer letter). The prompt may be empty
+/// (two free texts, as in ICV's demonstration pairs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContrastPair {
-    /// The sequence showing the behaviour.
+    /// Tokens shared by both sequences.
+    pub prompt: Vec<u32>,
+    /// The completion showing the behaviour.
     pub positive: Vec<u32>,
-    /// The sequence not showing it.
+    /// The completion not showing it.
     pub negative: Vec<u32>,
+}
+
+impl ContrastPair {
+    /// `prompt ++ positive`.
+    pub fn positive_sequence(&self) -> Vec<u32> {
+        [self.prompt.as_slice(), &self.positive].concat()
+    }
+
+    /// `prompt ++ negative`.
+    pub fn negative_sequence(&self) -> Vec<u32> {
+        [self.prompt.as_slice(), &self.negative].concat()
+    }
+}
+
+/// What a method is fitted on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TrainingSet {
+    /// The contrast pairs.
+    pub pairs: Vec<ContrastPair>,
+    /// Tokens that close one demonstration before the next begins, for methods
+    /// that build few-shot prompts from the pairs (prompting, FV); for A/B chat
+    /// items this is the rest of the answer and the end-of-turn marker.
+    pub separator: Vec<u32>,
+}
+
+impl TrainingSet {
+    /// A training set of `pairs` with an empty separator.
+    pub fn new(pairs: Vec<ContrastPair>) -> Self {
+        TrainingSet {
+            pairs,
+            separator: Vec::new(),
+        }
+    }
+
+    /// Fails unless there is at least one pair and every sequence is non-empty.
+    pub fn check(&self, method: &str) -> Result<()> {
+        if self.pairs.is_empty() {
+            return Err(MethodError::BadInput(format!("{method}: no training pairs")));
+        }
+        if let Some(i) = self
+            .pairs
+            .iter()
+            .position(|p| p.prompt.len() + p.positive.len() == 0 || p.prompt.len() + p.negative.len() == 0)
+        {
+            return Err(MethodError::BadInput(format!(
+                "{method}: training pair {i} has an empty sequence"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Where and how to fit.
@@ -119,6 +173,19 @@ impl FitConfig {
             .ok_or_else(|| MethodError::BadInput(format!("method '{}' has no hyperparameter '{name}'", info.name)))
     }
 
+    /// Fails unless `layer` is a block of `model`.
+    pub fn check_layer(&self, model: &Llama) -> Result<()> {
+        let layers = model.config().num_hidden_layers;
+        if self.layer >= layers {
+            return Err(MethodError::BadInput(format!(
+                "layer {} is out of range: the model has {layers} layers (0..{})",
+                self.layer,
+                layers - 1
+            )));
+        }
+        Ok(())
+    }
+
     /// Rejects overrides the method does not know, so a typo is not silently ignored.
     pub fn check_params(&self, info: &MethodInfo) -> Result<()> {
         for name in self.params.keys() {
@@ -145,5 +212,5 @@ pub trait SteeringMethod: Send + Sync {
     fn info(&self) -> MethodInfo;
 
     /// Fits the method and returns the steering it defines.
-    fn fit(&self, model: &Llama, pairs: &[ContrastPair], config: &FitConfig) -> Result<Steering>;
+    fn fit(&self, model: &Llama, data: &TrainingSet, config: &FitConfig) -> Result<Steering>;
 }

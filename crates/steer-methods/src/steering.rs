@@ -7,13 +7,19 @@ use safetensors::tensor::{Dtype, TensorView};
 use steer_model::gguf::{GgufValue, GgufWriter};
 use steer_model::{Edit, Positions};
 
-use crate::{MethodError, Result};
+use crate::{FitConfig, MethodError, MethodInfo, Result};
 
 /// The form a steering takes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SteeringKind {
     /// Vectors added to the residual stream after the given blocks.
     Additive {
+        /// `(layer, vector)` pairs in increasing layer order.
+        vectors: Vec<(usize, Vec<f32>)>,
+    },
+    /// Vectors added to the residual stream after the given blocks, each
+    /// position then rescaled to the norm it had before (ICV's norm-preserving addition).
+    NormPreserving {
         /// `(layer, vector)` pairs in increasing layer order.
         vectors: Vec<(usize, Vec<f32>)>,
     },
@@ -25,6 +31,15 @@ pub enum SteeringKind {
         matrix: Vec<f32>,
         /// `b`.
         bias: Vec<f32>,
+    },
+    /// A prompt transformation: tokens put in front of the prompt, the
+    /// positive ones for a positive multiplier and the negative ones for a
+    /// negative multiplier (its size does not matter); zero leaves the prompt alone.
+    Prompt {
+        /// Prefix that shows the behaviour.
+        positive: Vec<u32>,
+        /// Prefix that shows its opposite.
+        negative: Vec<u32>,
     },
 }
 
@@ -44,19 +59,71 @@ pub struct Steering {
 }
 
 impl Steering {
-    /// The model dimension the steering is for.
+    /// A steering made by the method `info` under `config` from `n_pairs`
+    /// pairs, with every hyperparameter (defaults filled in) and the seed recorded.
+    pub fn fitted(
+        info: &MethodInfo,
+        config: &FitConfig,
+        n_pairs: usize,
+        kind: SteeringKind,
+        positions: Positions,
+    ) -> Result<Self> {
+        let params: BTreeMap<String, f64> = info
+            .hyperparameters
+            .iter()
+            .map(|h| Ok((h.name.to_string(), config.param(info, h.name)?)))
+            .collect::<Result<_>>()?;
+        let mut metadata = BTreeMap::new();
+        metadata.insert("seed".to_string(), config.seed.to_string());
+        metadata.insert("n_pairs".to_string(), n_pairs.to_string());
+        Ok(Steering {
+            method: info.name.to_string(),
+            kind,
+            positions,
+            params,
+            metadata,
+        })
+    }
+
+    /// The model dimension the steering is for (0 for a prompt transformation).
     pub fn d_model(&self) -> usize {
         match &self.kind {
-            SteeringKind::Additive { vectors } => vectors.first().map_or(0, |(_, v)| v.len()),
+            SteeringKind::Additive { vectors } | SteeringKind::NormPreserving { vectors } => {
+                vectors.first().map_or(0, |(_, v)| v.len())
+            }
             SteeringKind::Affine { bias, .. } => bias.len(),
+            SteeringKind::Prompt { .. } => 0,
         }
     }
 
     /// The layers it touches.
     pub fn layers(&self) -> Vec<usize> {
         match &self.kind {
-            SteeringKind::Additive { vectors } => vectors.iter().map(|(l, _)| *l).collect(),
+            SteeringKind::Additive { vectors } | SteeringKind::NormPreserving { vectors } => {
+                vectors.iter().map(|(l, _)| *l).collect()
+            }
             SteeringKind::Affine { layer, .. } => vec![*layer],
+            SteeringKind::Prompt { .. } => Vec::new(),
+        }
+    }
+
+    /// The vectors of an additive or norm-preserving steering.
+    pub fn vectors(&self) -> Option<&[(usize, Vec<f32>)]> {
+        match &self.kind {
+            SteeringKind::Additive { vectors } | SteeringKind::NormPreserving { vectors } => Some(vectors),
+            _ => None,
+        }
+    }
+
+    /// The prompt to run at strength `multiplier`: unchanged, except for a
+    /// prompt transformation, which puts its prefix in front.
+    pub fn prompt(&self, tokens: &[u32], multiplier: f32) -> Vec<u32> {
+        match &self.kind {
+            SteeringKind::Prompt { positive, negative } if multiplier != 0.0 => {
+                let prefix = if multiplier > 0.0 { positive } else { negative };
+                [prefix.as_slice(), tokens].concat()
+            }
+            _ => tokens.to_vec(),
         }
     }
 
@@ -81,12 +148,38 @@ impl Steering {
                     multipliers: per_row.clone(),
                 })
                 .collect(),
+            SteeringKind::NormPreserving { vectors } => vectors
+                .iter()
+                .map(|(layer, v)| Edit::AddKeepNorm {
+                    layer: *layer,
+                    vector: v.iter().map(|x| x * one).collect(),
+                    positions: self.positions.clone(),
+                    multipliers: per_row.clone(),
+                })
+                .collect(),
+            SteeringKind::Prompt { .. } => Vec::new(),
+            // One multiplier for all rows is folded into the map:
+            // h + m((A h + b) − h) = (m A + (1 − m) I) h + m b.
+            SteeringKind::Affine { layer, matrix, bias } if per_row.is_empty() => {
+                let d = bias.len();
+                vec![Edit::Affine {
+                    layer: *layer,
+                    matrix: matrix
+                        .iter()
+                        .enumerate()
+                        .map(|(k, a)| one * a + if k / d == k % d { 1.0 - one } else { 0.0 })
+                        .collect(),
+                    bias: bias.iter().map(|b| one * b).collect(),
+                    positions: self.positions.clone(),
+                    multipliers: Vec::new(),
+                }]
+            }
             SteeringKind::Affine { layer, matrix, bias } => vec![Edit::Affine {
                 layer: *layer,
                 matrix: matrix.clone(),
                 bias: bias.clone(),
                 positions: self.positions.clone(),
-                multipliers: if per_row.is_empty() { vec![one] } else { per_row },
+                multipliers: per_row,
             }],
         }
     }
@@ -95,21 +188,41 @@ impl Steering {
     /// `vector`; several as `vector.<layer>`; an affine map as `matrix` and
     /// `bias`. Everything else goes into the header metadata.
     pub fn to_safetensors(&self) -> Result<Vec<u8>> {
-        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
         let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let ids = |v: &[u32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         match &self.kind {
-            SteeringKind::Additive { vectors } if vectors.len() == 1 => {
-                tensors.push(("vector".into(), vec![vectors[0].1.len()], bytes(&vectors[0].1)));
+            SteeringKind::Additive { vectors } | SteeringKind::NormPreserving { vectors } if vectors.len() == 1 => {
+                tensors.push((
+                    "vector".into(),
+                    Dtype::F32,
+                    vec![vectors[0].1.len()],
+                    bytes(&vectors[0].1),
+                ));
             }
-            SteeringKind::Additive { vectors } => {
+            SteeringKind::Additive { vectors } | SteeringKind::NormPreserving { vectors } => {
                 for (l, v) in vectors {
-                    tensors.push((format!("vector.{l}"), vec![v.len()], bytes(v)));
+                    tensors.push((format!("vector.{l}"), Dtype::F32, vec![v.len()], bytes(v)));
                 }
             }
             SteeringKind::Affine { matrix, bias, .. } => {
                 let d = bias.len();
-                tensors.push(("matrix".into(), vec![d, d], bytes(matrix)));
-                tensors.push(("bias".into(), vec![d], bytes(bias)));
+                tensors.push(("matrix".into(), Dtype::F32, vec![d, d], bytes(matrix)));
+                tensors.push(("bias".into(), Dtype::F32, vec![d], bytes(bias)));
+            }
+            SteeringKind::Prompt { positive, negative } => {
+                tensors.push((
+                    "prefix.positive".into(),
+                    Dtype::U32,
+                    vec![positive.len()],
+                    ids(positive),
+                ));
+                tensors.push((
+                    "prefix.negative".into(),
+                    Dtype::U32,
+                    vec![negative.len()],
+                    ids(negative),
+                ));
             }
         }
         let mut meta: HashMap<String, String> = HashMap::new();
@@ -118,7 +231,9 @@ impl Steering {
             "kind".into(),
             match self.kind {
                 SteeringKind::Additive { .. } => "additive".into(),
+                SteeringKind::NormPreserving { .. } => "norm_preserving".into(),
                 SteeringKind::Affine { .. } => "affine".into(),
+                SteeringKind::Prompt { .. } => "prompt".into(),
             },
         );
         meta.insert(
@@ -136,8 +251,8 @@ impl Steering {
         );
         let views: Vec<(String, TensorView)> = tensors
             .iter()
-            .map(|(n, shape, data)| {
-                TensorView::new(Dtype::F32, shape.clone(), data)
+            .map(|(n, dtype, shape, data)| {
+                TensorView::new(*dtype, shape.clone(), data)
                     .map(|v| (n.clone(), v))
                     .map_err(|e| MethodError::BadInput(format!("cannot store tensor '{n}': {e}")))
             })
@@ -178,17 +293,39 @@ impl Steering {
             }
             Ok(v)
         };
+        let tokens = |name: &str| -> Result<Vec<u32>> {
+            let t = tensors
+                .tensor(name)
+                .map_err(|_| bad(format!("no tensor named '{name}'")))?;
+            if t.dtype() != Dtype::U32 {
+                return Err(bad(format!("tensor '{name}' is {:?}, expected U32", t.dtype())));
+            }
+            Ok(t.data()
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect())
+        };
         let layers: Vec<usize> =
             serde_json::from_str(&field("layers")?).map_err(|e| bad(format!("metadata 'layers': {e}")))?;
+        let read_vectors = || -> Result<Vec<(usize, Vec<f32>)>> {
+            if layers.len() == 1 {
+                return Ok(vec![(layers[0], vector("vector")?)]);
+            }
+            layers
+                .iter()
+                .map(|l| Ok((*l, vector(&format!("vector.{l}"))?)))
+                .collect()
+        };
         let kind = match field("kind")?.as_str() {
-            "additive" if layers.len() == 1 => SteeringKind::Additive {
-                vectors: vec![(layers[0], vector("vector")?)],
-            },
             "additive" if !layers.is_empty() => SteeringKind::Additive {
-                vectors: layers
-                    .iter()
-                    .map(|l| Ok((*l, vector(&format!("vector.{l}"))?)))
-                    .collect::<Result<_>>()?,
+                vectors: read_vectors()?,
+            },
+            "norm_preserving" if !layers.is_empty() => SteeringKind::NormPreserving {
+                vectors: read_vectors()?,
+            },
+            "prompt" if layers.is_empty() => SteeringKind::Prompt {
+                positive: tokens("prefix.positive")?,
+                negative: tokens("prefix.negative")?,
             },
             "affine" if layers.len() == 1 => {
                 let bias = vector("bias")?;
@@ -208,7 +345,7 @@ impl Steering {
             }
             other => return Err(bad(format!("unsupported kind '{other}' with layers {layers:?}"))),
         };
-        if let SteeringKind::Additive { vectors } = &kind
+        if let SteeringKind::Additive { vectors } | SteeringKind::NormPreserving { vectors } = &kind
             && vectors.iter().any(|(_, v)| v.len() != vectors[0].1.len())
         {
             return Err(bad("vectors of different lengths".into()));

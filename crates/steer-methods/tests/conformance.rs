@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use rand::{Rng, SeedableRng};
 use steer_methods::direction::{DirectionMethod, norm};
 use steer_methods::methods::{actadd::ActAdd, caa::Caa, pca::PcaDifferences, probe::Probe, random::RandomDirection};
-use steer_methods::{ContrastPair, FitConfig, Steering, SteeringKind, find, registry};
+use steer_methods::{ContrastPair, FitConfig, Steering, SteeringKind, TrainingSet, find, registry};
 use steer_model::gguf::GgufFile;
 use steer_model::{Architecture, Backend, ForwardRequest, Llama, LogitsMode, ModelConfig, WeightSource};
 
@@ -16,17 +16,17 @@ fn tiny_model() -> Llama {
 }
 
 /// Pairs that share a prompt and end in different "answer" tokens.
-fn pairs() -> Vec<ContrastPair> {
-    (0..12u32)
-        .map(|i| {
-            let prompt = vec![1 + i % 7, 20 + i, 40 + (i * 3) % 11, 60];
-            let mut positive = prompt.clone();
-            positive.push(90);
-            let mut negative = prompt;
-            negative.push(91);
-            ContrastPair { positive, negative }
-        })
-        .collect()
+fn pairs() -> TrainingSet {
+    TrainingSet {
+        pairs: (0..12u32)
+            .map(|i| ContrastPair {
+                prompt: vec![1 + i % 7, 20 + i, 40 + (i * 3) % 11, 60],
+                positive: vec![90 + i % 2],
+                negative: vec![91 - i % 2],
+            })
+            .collect(),
+        separator: vec![3],
+    }
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
@@ -66,7 +66,7 @@ fn registry_is_tidy() {
 fn every_method_conforms() {
     let model = tiny_model();
     let pairs = pairs();
-    let rows: Vec<Vec<u32>> = pairs.iter().take(3).map(|p| p.positive.clone()).collect();
+    let rows: Vec<Vec<u32>> = pairs.pairs.iter().take(3).map(|p| p.positive_sequence()).collect();
     let plain = model
         .forward(
             &rows,
@@ -77,6 +77,16 @@ fn every_method_conforms() {
             },
         )
         .unwrap();
+    let plain_last: Vec<f32> = (0..rows.len())
+        .flat_map(|b| {
+            plain
+                .logits
+                .as_ref()
+                .unwrap()
+                .row(&[b, rows[b].len() - 1 + plain.pads[b]])
+                .to_vec()
+        })
+        .collect();
     for method in registry() {
         let name = method.info().name;
         let config = FitConfig {
@@ -87,25 +97,52 @@ fn every_method_conforms() {
         let b = method.fit(&model, &pairs, &config).unwrap();
         assert_eq!(a, b, "{name}: the same seed gave different artefacts");
         assert_eq!(a.method, name);
-        assert_eq!(a.d_model(), 32);
+        match a.kind {
+            SteeringKind::Prompt { .. } => assert_eq!(a.d_model(), 0),
+            _ => assert_eq!(a.d_model(), 32),
+        }
 
         // Multiplier 0 leaves the logits exactly as they were; a real multiplier changes them.
-        let steered_logits = |m: f32| {
+        let steered = |m: f32, logits: LogitsMode| {
             let edits = a.edits(m);
             let req = ForwardRequest {
                 captures: &[],
                 edits: &edits,
-                logits: LogitsMode::All,
+                logits,
             };
-            model.forward(&rows, &req).unwrap().logits.unwrap().data
+            let prompts: Vec<Vec<u32>> = rows.iter().map(|r| a.prompt(r, m)).collect();
+            model.forward(&prompts, &req).unwrap().logits.unwrap().data
         };
         let plain_logits = &plain.logits.as_ref().unwrap().data;
         assert_eq!(
-            &steered_logits(0.0),
+            &steered(0.0, LogitsMode::All),
             plain_logits,
             "{name}: multiplier 0 changed logits"
         );
-        assert_ne!(&steered_logits(4.0), plain_logits, "{name}: multiplier 4 did nothing");
+        assert_ne!(
+            steered(4.0, LogitsMode::Last),
+            plain_last,
+            "{name}: multiplier 4 did nothing"
+        );
+        assert_ne!(
+            steered(-4.0, LogitsMode::Last),
+            plain_last,
+            "{name}: multiplier -4 did nothing"
+        );
+        // Per-row multipliers: rows at 0 are untouched, the row at 4 moves.
+        if a.d_model() > 0 {
+            let edits = a.edits_per_row(&[0.0, 4.0, 0.0]);
+            let req = ForwardRequest {
+                captures: &[],
+                edits: &edits,
+                logits: LogitsMode::Last,
+            };
+            let out = model.forward(&rows, &req).unwrap().logits.unwrap();
+            let vocab = out.shape[1];
+            assert_eq!(out.row(&[0]), &plain_last[..vocab], "{name}: row 0");
+            assert_eq!(out.row(&[2]), &plain_last[2 * vocab..], "{name}: row 2");
+            assert_ne!(out.row(&[1]), &plain_last[vocab..2 * vocab], "{name}: row 1");
+        }
 
         // Save/load round trip.
         let bytes = a.to_safetensors().unwrap();
@@ -116,13 +153,17 @@ fn every_method_conforms() {
         );
 
         // Bad inputs are errors, not panics.
-        assert!(method.fit(&model, &[], &config).is_err(), "{name}: empty data");
+        assert!(
+            method.fit(&model, &TrainingSet::default(), &config).is_err(),
+            "{name}: empty data"
+        );
         assert!(
             method
                 .fit(&model, &pairs, &FitConfig::at_layer(3))
                 .unwrap_err()
                 .to_string()
-                .contains("layer 3")
+                .contains("layer 3"),
+            "{name}"
         );
         let mut typo = config.clone();
         typo.params = BTreeMap::from([("strenght".to_string(), 1.0)]);
@@ -254,5 +295,24 @@ fn activation_rows_follow_input_order_whatever_the_batching() {
     for (a, b) in one_by_one.iter().zip(&batched) {
         let d = a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
         assert!(d < 1e-4, "rows differ by {d}");
+    }
+}
+
+#[test]
+fn paired_activations_share_the_prompt_without_changing_numbers() {
+    let model = tiny_model();
+    let data = pairs();
+    let (pos, neg) = steer_methods::activations::paired_resid(&model, &data.pairs, 2, 4).unwrap();
+    let whole: Vec<Vec<u32>> = data.pairs.iter().map(ContrastPair::negative_sequence).collect();
+    let direct = steer_methods::activations::last_token_resid(&model, &whole, 2, 5).unwrap();
+    for (a, b) in neg.iter().zip(&direct) {
+        let d = a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(d < 1e-4, "negative rows differ by {d}");
+    }
+    let whole: Vec<Vec<u32>> = data.pairs.iter().map(ContrastPair::positive_sequence).collect();
+    let direct = steer_methods::activations::last_token_resid(&model, &whole, 2, 3).unwrap();
+    for (a, b) in pos.iter().zip(&direct) {
+        let d = a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(d < 1e-4, "positive rows differ by {d}");
     }
 }

@@ -117,6 +117,18 @@ pub enum Edit {
         /// One multiplier per batch row; empty means 1 for every row.
         multipliers: Vec<f32>,
     },
+    /// `h ← (h + m_b · v) · ‖h‖ / ‖h + m_b · v‖` on the residual stream leaving
+    /// block `layer`: the vector is added and each position keeps its norm.
+    AddKeepNorm {
+        /// Block whose output is edited.
+        layer: usize,
+        /// The vector `v` (`d_model` values).
+        vector: Vec<f32>,
+        /// Where to add it.
+        positions: Positions,
+        /// One multiplier per batch row; empty means 1 for every row.
+        multipliers: Vec<f32>,
+    },
     /// `h ← h + m_b · ((A h + b) − h)` on the residual stream leaving block `layer`:
     /// multiplier 1 applies the affine map, 0 leaves `h` unchanged.
     Affine {
@@ -131,7 +143,8 @@ pub enum Edit {
         /// One multiplier per batch row; empty means 1 for every row.
         multipliers: Vec<f32>,
     },
-    /// Replaces one head's output (before `o_proj`) at `positions` with `value`.
+    /// Moves one head's output (before `o_proj`) at `positions` to `value`:
+    /// `o ← o + m_b · (value − o)`, so multiplier 1 replaces it and 0 leaves it.
     PatchHead {
         /// Block of the head.
         layer: usize,
@@ -141,6 +154,8 @@ pub enum Edit {
         value: Vec<f32>,
         /// Where to replace.
         positions: Positions,
+        /// One multiplier per batch row; empty means 1 for every row.
+        multipliers: Vec<f32>,
     },
 }
 
@@ -148,24 +163,30 @@ impl Edit {
     /// The block the edit acts on.
     pub fn layer(&self) -> usize {
         match self {
-            Edit::AddVector { layer, .. } | Edit::Affine { layer, .. } | Edit::PatchHead { layer, .. } => *layer,
+            Edit::AddVector { layer, .. }
+            | Edit::AddKeepNorm { layer, .. }
+            | Edit::Affine { layer, .. }
+            | Edit::PatchHead { layer, .. } => *layer,
         }
     }
 
     /// The positions the edit acts on.
     pub fn positions(&self) -> &Positions {
         match self {
-            Edit::AddVector { positions, .. } | Edit::Affine { positions, .. } | Edit::PatchHead { positions, .. } => {
-                positions
-            }
+            Edit::AddVector { positions, .. }
+            | Edit::AddKeepNorm { positions, .. }
+            | Edit::Affine { positions, .. }
+            | Edit::PatchHead { positions, .. } => positions,
         }
     }
 
-    /// Per-row multipliers (empty for head patches and for "1 everywhere").
+    /// Per-row multipliers (empty for "1 everywhere").
     pub fn multipliers(&self) -> &[f32] {
         match self {
-            Edit::AddVector { multipliers, .. } | Edit::Affine { multipliers, .. } => multipliers,
-            Edit::PatchHead { .. } => &[],
+            Edit::AddVector { multipliers, .. }
+            | Edit::AddKeepNorm { multipliers, .. }
+            | Edit::Affine { multipliers, .. }
+            | Edit::PatchHead { multipliers, .. } => multipliers,
         }
     }
 }

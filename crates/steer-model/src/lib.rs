@@ -25,7 +25,7 @@ pub use error::{ModelError, Result};
 pub use generate::{GenerateOptions, Sampling};
 pub use hooks::{Capture, CapturePositions, Edit, LogitsMode, Positions, Site};
 pub use host::HostTensor;
-pub use llama::{ForwardOutput, ForwardRequest, Llama};
+pub use llama::{ForwardOutput, ForwardRequest, Llama, SharedPrefix};
 pub use model::{LoadedModel, ModelFormat};
 pub use tokenizer::{ChatMessage, ChatTokenizer};
 pub use weights::WeightSource;

@@ -170,6 +170,36 @@ impl KvCache {
             len: 0,
         }
     }
+
+    /// A copy of this one-row cache repeated for `rows` rows.
+    fn repeated(&self, rows: usize) -> KvCache {
+        KvCache {
+            keys: self.keys.iter().map(|k| k.clone().repeat_dim(0, rows)).collect(),
+            values: self.values.iter().map(|v| v.clone().repeat_dim(0, rows)).collect(),
+            valid: self.valid.repeat(rows),
+            len: self.len,
+        }
+    }
+}
+
+/// The keys and values of one token sequence, computed once and shared by
+/// every continuation run after it (few-shot demonstrations, a question whose
+/// answers are scored, a prompt patched many ways at its last token).
+pub struct SharedPrefix {
+    cache: KvCache,
+    tokens: usize,
+}
+
+impl SharedPrefix {
+    /// Number of tokens in the prefix.
+    pub fn len(&self) -> usize {
+        self.tokens
+    }
+
+    /// Whether the prefix is empty (never true for a prefix the model built).
+    pub fn is_empty(&self) -> bool {
+        self.tokens == 0
+    }
 }
 
 fn to_tensor1(values: &[f32], device: &Device) -> Tensor<1> {
@@ -333,7 +363,7 @@ impl Llama {
                 )));
             }
             match e {
-                Edit::AddVector { vector, .. } if vector.len() != d => {
+                Edit::AddVector { vector, .. } | Edit::AddKeepNorm { vector, .. } if vector.len() != d => {
                     return Err(ModelError::bad_request(format!(
                         "steering vector has {} values but the model's d_model is {d}",
                         vector.len()
@@ -368,6 +398,80 @@ impl Llama {
         let batch = PaddedBatch::new(rows);
         let input = batch.input();
         let (logits, captures) = self.step(&input, None, req)?;
+        Ok(ForwardOutput {
+            logits,
+            captures,
+            pads: batch.pads,
+            lens: batch.lens,
+        })
+    }
+
+    /// Computes the keys and values of `prefix` once, unsteered, for
+    /// [`Llama::forward_after`].
+    pub fn shared_prefix(&self, prefix: &[u32]) -> Result<SharedPrefix> {
+        if prefix.is_empty() {
+            return Err(ModelError::bad_request("a shared prefix needs at least one token"));
+        }
+        let mut cache = KvCache::new();
+        let batch = PaddedBatch::new(&[prefix.to_vec()]);
+        let req = ForwardRequest {
+            captures: &[],
+            edits: &[],
+            logits: LogitsMode::None,
+        };
+        self.step(&batch.input(), Some(&mut cache), &req)?;
+        Ok(SharedPrefix {
+            cache,
+            tokens: prefix.len(),
+        })
+    }
+
+    /// Runs each of `continuations` after `prefix`, giving the numbers
+    /// [`Llama::forward`] gives for `prefix ++ continuation`, without
+    /// recomputing the prefix. Captures and logits cover the continuation
+    /// tokens only (`pads` and `lens` of the output describe them). Positions
+    /// of edits count from the start of the prefix; an edit that would touch a
+    /// prefix token is an error, since the prefix is shared and unsteered.
+    pub fn forward_after(
+        &self,
+        prefix: &SharedPrefix,
+        continuations: &[Vec<u32>],
+        req: &ForwardRequest,
+    ) -> Result<ForwardOutput> {
+        if continuations.is_empty() || continuations.iter().any(|r| r.is_empty()) {
+            return Err(ModelError::bad_request(
+                "forward_after needs at least one non-empty continuation",
+            ));
+        }
+        let b = continuations.len();
+        self.validate_request(req, b)?;
+        let p = prefix.tokens;
+        let batch = PaddedBatch::new(continuations);
+        let prompt_lens: Vec<usize> = batch.lens.iter().map(|l| l + p).collect();
+        for e in req.edits {
+            if let Some(row) = (0..b).find(|&row| (0..p).any(|pos| e.positions().contains(pos, prompt_lens[row]))) {
+                return Err(ModelError::bad_request(format!(
+                    "an edit at layer {} touches the shared prefix of row {row}; prefixes are computed unsteered",
+                    e.layer()
+                )));
+            }
+        }
+        let longest = batch.lens.iter().max().copied().unwrap_or(0);
+        if p + longest > self.cfg.max_position_embeddings {
+            return Err(ModelError::bad_request(format!(
+                "prefix of {p} tokens plus a continuation of {longest} exceeds the model's context of {}",
+                self.cfg.max_position_embeddings
+            )));
+        }
+        let positions: Vec<Option<usize>> = batch.positions.iter().map(|q| q.map(|q| q + p)).collect();
+        let input = StepInput {
+            ids: &batch.ids,
+            positions: &positions,
+            prompt_lens: &prompt_lens,
+            batch: b,
+        };
+        let mut cache = prefix.cache.repeated(b);
+        let (logits, captures) = self.step(&input, Some(&mut cache), req)?;
         Ok(ForwardOutput {
             logits,
             captures,
@@ -518,6 +622,7 @@ impl Llama {
             let mut heads = probs.matmul(v).reshape([b, n_heads, tq, hd]);
             for e in req.edits.iter().filter(|e| e.layer() == l) {
                 if let Edit::PatchHead { head, value, .. } = e {
+                    // Rows and positions the patch does not touch keep their output exactly.
                     let c: Tensor<4> = Tensor::from_data(TensorData::new(coef(e), [b, 1, tq, 1]), dev);
                     let val: Tensor<4> = Tensor::from_data(TensorData::new(value.clone(), [1, 1, 1, hd]), dev);
                     let cur = heads.clone().narrow(1, *head, 1);
@@ -551,6 +656,14 @@ impl Llama {
                         let c: Tensor<3> = Tensor::from_data(TensorData::new(coef(e), [b, tq, 1]), dev);
                         let v: Tensor<3> = Tensor::from_data(TensorData::new(vector.clone(), [1, 1, d]), dev);
                         x = x + c * v;
+                    }
+                    Edit::AddKeepNorm { vector, .. } => {
+                        let c: Tensor<3> = Tensor::from_data(TensorData::new(coef(e), [b, tq, 1]), dev);
+                        let v: Tensor<3> = Tensor::from_data(TensorData::new(vector.clone(), [1, 1, d]), dev);
+                        let before = x.clone().square().sum_dim(2).sqrt();
+                        let moved = x + c * v;
+                        let after = moved.clone().square().sum_dim(2).sqrt().clamp_min(f32::MIN_POSITIVE);
+                        x = moved * (before / after);
                     }
                     Edit::Affine { matrix, bias, .. } => {
                         let c: Tensor<3> = Tensor::from_data(TensorData::new(coef(e), [b, tq, 1]), dev);

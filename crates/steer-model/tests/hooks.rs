@@ -247,6 +247,7 @@ fn patching_a_head_with_its_own_output_changes_nothing() {
         head: 3,
         value: own,
         positions: Positions::LastPrompt,
+        multipliers: Vec::new(),
     };
     let out = model
         .forward(
@@ -264,6 +265,7 @@ fn patching_a_head_with_its_own_output_changes_nothing() {
         head: 3,
         value: vec![3.0; 8],
         positions: Positions::LastPrompt,
+        multipliers: Vec::new(),
     };
     let out = model
         .forward(
@@ -335,6 +337,7 @@ fn bad_requests_are_errors() {
                 head: 4,
                 value: vec![0.0; 8],
                 positions: Positions::All,
+                multipliers: Vec::new(),
             },
             "4 heads",
         ),
@@ -497,4 +500,154 @@ fn generation_stops_at_eos_and_sampling_is_seeded() {
             .contains("context")
     );
     let _ = tiny_config(Architecture::Llama);
+}
+
+#[test]
+fn shared_prefix_gives_the_numbers_of_the_whole_sequence() {
+    for arch in [Architecture::Llama, Architecture::Qwen2] {
+        let model = tiny_model(arch, 4);
+        let prefix = vec![7u32, 19, 23, 5, 61];
+        let continuations = vec![vec![3u32, 14, 15], vec![9], vec![26, 53]];
+        let capture = Capture::all(Site::ResidPost(2));
+        let edit = Edit::AddVector {
+            layer: 1,
+            vector: (0..32).map(|i| (i as f32 * 0.21).cos()).collect(),
+            positions: Positions::LastPrompt,
+            multipliers: vec![1.0, -2.0, 0.5],
+        };
+        let req = ForwardRequest {
+            captures: &[capture],
+            edits: std::slice::from_ref(&edit),
+            logits: LogitsMode::All,
+        };
+        let shared = model.shared_prefix(&prefix).unwrap();
+        assert_eq!(shared.len(), prefix.len());
+        let after = model.forward_after(&shared, &continuations, &req).unwrap();
+        let whole: Vec<Vec<u32>> = continuations.iter().map(|c| [prefix.as_slice(), c].concat()).collect();
+        let full = model.forward(&whole, &req).unwrap();
+        let (la, lf) = (after.logits.as_ref().unwrap(), full.logits.as_ref().unwrap());
+        let (ca, cf) = (after.capture(capture).unwrap(), full.capture(capture).unwrap());
+        for (row, c) in continuations.iter().enumerate() {
+            for i in 0..c.len() {
+                let a = after.padded_index(row, i);
+                let f = full.padded_index(row, prefix.len() + i);
+                assert!(
+                    max_diff(la.row(&[row, a]), lf.row(&[row, f])) < 1e-4,
+                    "{arch:?} logits row {row} pos {i}"
+                );
+                assert!(
+                    max_diff(ca.row(&[row, a]), cf.row(&[row, f])) < 1e-4,
+                    "{arch:?} resid row {row} pos {i}"
+                );
+            }
+        }
+        // An edit reaching into the shared prefix is refused.
+        let everywhere = Edit::AddVector {
+            layer: 0,
+            vector: vec![1.0; 32],
+            positions: Positions::All,
+            multipliers: Vec::new(),
+        };
+        let bad = ForwardRequest {
+            captures: &[],
+            edits: std::slice::from_ref(&everywhere),
+            logits: LogitsMode::Last,
+        };
+        let err = model
+            .forward_after(&shared, &continuations, &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("shared prefix"), "{err}");
+        assert!(model.shared_prefix(&[]).is_err());
+        assert!(model.forward_after(&shared, &[vec![]], &req).is_err());
+    }
+}
+
+#[test]
+fn norm_preserving_addition_keeps_each_norm() {
+    let model = tiny_model(Architecture::Llama, 2);
+    let rows = rows();
+    let capture = Capture::all(Site::ResidPost(1));
+    let vector: Vec<f32> = (0..32).map(|i| (i as f32 * 0.5).sin() * 3.0).collect();
+    let run = |m: f32| {
+        let edit = Edit::AddKeepNorm {
+            layer: 1,
+            vector: vector.clone(),
+            positions: Positions::From(1),
+            multipliers: vec![m; 3],
+        };
+        let req = ForwardRequest {
+            captures: &[capture],
+            edits: std::slice::from_ref(&edit),
+            logits: LogitsMode::All,
+        };
+        model.forward(&rows, &req).unwrap()
+    };
+    let plain = all_logits(&model, &rows, &[]);
+    let zero = run(0.0);
+    assert_eq!(zero.logits.unwrap().data, plain.logits.unwrap().data);
+    let before = run(0.0).capture(capture).unwrap().clone();
+    let after = run(2.0);
+    let after = after.capture(capture).unwrap();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    for (row, r) in rows.iter().enumerate() {
+        let pad = zero_pad(&rows, row);
+        for p in 0..r.len() {
+            let (b, a) = (before.row(&[row, pad + p]), after.row(&[row, pad + p]));
+            assert!(
+                (norm(a) - norm(b)).abs() < 1e-4 * norm(b),
+                "row {row} pos {p}: norm changed"
+            );
+            if p == 0 {
+                assert!(max_diff(a, b) < 1e-6, "position 0 is outside the edit");
+            } else {
+                // The direction moved towards the vector.
+                let cos =
+                    |x: &[f32]| x.iter().zip(&vector).map(|(p, q)| p * q).sum::<f32>() / (norm(x) * norm(&vector));
+                assert!(cos(a) > cos(b), "row {row} pos {p}: did not move towards the vector");
+            }
+        }
+    }
+}
+
+fn zero_pad(rows: &[Vec<u32>], row: usize) -> usize {
+    rows.iter().map(Vec::len).max().unwrap() - rows[row].len()
+}
+
+#[test]
+fn per_row_head_patches_match_single_patches() {
+    let model = tiny_model(Architecture::Llama, 6);
+    let prompt = vec![4u32, 8, 15, 16, 23, 42];
+    let value = vec![0.7f32; 8];
+    let logits_of = |rows: &[Vec<u32>], edits: &[Edit]| {
+        let req = ForwardRequest {
+            captures: &[],
+            edits,
+            logits: LogitsMode::Last,
+        };
+        model.forward(rows, &req).unwrap().logits.unwrap()
+    };
+    let heads = 4;
+    let rows = vec![prompt.clone(); heads];
+    let edits: Vec<Edit> = (0..heads)
+        .map(|h| Edit::PatchHead {
+            layer: 1,
+            head: h,
+            value: value.clone(),
+            positions: Positions::LastPrompt,
+            multipliers: (0..heads).map(|r| if r == h { 1.0 } else { 0.0 }).collect(),
+        })
+        .collect();
+    let batched = logits_of(&rows, &edits);
+    for h in 0..heads {
+        let single = Edit::PatchHead {
+            layer: 1,
+            head: h,
+            value: value.clone(),
+            positions: Positions::LastPrompt,
+            multipliers: Vec::new(),
+        };
+        let one = logits_of(std::slice::from_ref(&prompt), std::slice::from_ref(&single));
+        assert!(max_diff(batched.row(&[h]), one.row(&[0])) < 1e-4, "head {h}");
+    }
 }

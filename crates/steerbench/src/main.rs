@@ -115,9 +115,9 @@ enum Command {
         /// JSON list of A/B items (CAA format).
         #[arg(long)]
         data: PathBuf,
-        /// A steering written by `train`.
-        #[arg(long)]
-        steering: PathBuf,
+        /// Steerings written by `train` (repeatable; evaluated on the same items).
+        #[arg(long, required = true)]
+        steering: Vec<PathBuf>,
         /// Multipliers to try, comma-separated.
         #[arg(long, value_delimiter = ',', allow_hyphen_values = true, default_value = "-1,0,1")]
         multipliers: Vec<f32>,
@@ -316,14 +316,16 @@ fn run(cli: Cli) -> Result<()> {
             let mut items = ab::read_items(&data)?;
             items.truncate(limit.unwrap_or(usize::MAX));
             let loaded = load(&model, &cli.backend)?;
-            let pairs = ab::pairs(&loaded.tokenizer, &items)?;
+            let data_set = ab::training_set(&loaded.tokenizer, &items)?;
             let config = steer_methods::FitConfig {
                 layer,
                 seed,
                 batch_size: 8,
                 params: params.into_iter().collect(),
             };
-            let mut steering = fitter.fit(&loaded.model, &pairs, &config)?;
+            let started = std::time::Instant::now();
+            let mut steering = fitter.fit(&loaded.model, &data_set, &config)?;
+            let seconds = started.elapsed().as_secs_f64();
             steering.metadata.insert("model".into(), model.clone());
             steering.metadata.insert("model_sha256".into(), loaded.sha256()?);
             steering.metadata.insert("data".into(), data.display().to_string());
@@ -331,17 +333,10 @@ fn run(cli: Cli) -> Result<()> {
                 .metadata
                 .insert("data_sha256".into(), steer_model::model::sha256_file(&data)?);
             write_atomic(&out, &steering.to_safetensors()?)?;
-            let norms: Vec<String> = match &steering.kind {
-                steer_methods::SteeringKind::Additive { vectors } => vectors
-                    .iter()
-                    .map(|(l, v)| format!("layer {l}: |v| = {:.3}", steer_methods::direction::norm(v)))
-                    .collect(),
-                steer_methods::SteeringKind::Affine { layer, .. } => vec![format!("affine map at layer {layer}")],
-            };
             println!(
-                "{method} fitted on {} pairs; {}; wrote {}",
-                pairs.len(),
-                norms.join(", "),
+                "{method} fitted on {} pairs in {seconds:.1} s; {}; wrote {}",
+                data_set.pairs.len(),
+                describe(&steering),
                 out.display()
             );
         }
@@ -352,18 +347,32 @@ fn run(cli: Cli) -> Result<()> {
             model,
             limit,
         } => {
-            let bytes = std::fs::read(&steering).with_context(|| format!("{}", steering.display()))?;
-            let steering_value = steer_methods::Steering::from_safetensors(&bytes, &steering.display().to_string())?;
             let mut items = ab::read_items(&data)?;
             items.truncate(limit.unwrap_or(usize::MAX));
             let loaded = load(&model, &cli.backend)?;
-            if steering_value.d_model() != loaded.model.config().hidden_size {
-                bail!(
-                    "{}: steering has {} values per vector but the model's d_model is {}",
-                    steering.display(),
-                    steering_value.d_model(),
-                    loaded.model.config().hidden_size
-                );
+            let d_model = loaded.model.config().hidden_size;
+            let mut steerings = Vec::with_capacity(steering.len());
+            for path in &steering {
+                let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+                let s = steer_methods::Steering::from_safetensors(&bytes, &path.display().to_string())?;
+                if s.d_model() != 0 && s.d_model() != d_model {
+                    bail!(
+                        "{}: steering has {} values per vector but the model's d_model is {d_model}",
+                        path.display(),
+                        s.d_model()
+                    );
+                }
+                if let Some(&l) = s
+                    .layers()
+                    .iter()
+                    .find(|&&l| l >= loaded.model.config().num_hidden_layers)
+                {
+                    bail!(
+                        "{}: steering acts on layer {l}, which the model does not have",
+                        path.display()
+                    );
+                }
+                steerings.push(s);
             }
             let prompts: Vec<Vec<u32>> = items
                 .iter()
@@ -378,35 +387,31 @@ fn run(cli: Cli) -> Result<()> {
                     ))
                 })
                 .collect::<Result<_>>()?;
+            let started = std::time::Instant::now();
+            let margins = ab::letter_margins(&loaded.model, &prompts, &letters, &steerings, &multipliers, 8)?;
             println!(
-                "{} items, steering '{}' at layers {:?}",
+                "{} items, {} steerings × {} multipliers in {:.1} s",
                 items.len(),
-                steering_value.method,
-                steering_value.layers()
+                steerings.len(),
+                multipliers.len(),
+                started.elapsed().as_secs_f64()
             );
             println!(
-                "{:>10} {:>16} {:>18}",
-                "multiplier", "mean Δlogit", "matching preferred"
+                "{:<40} {:>10} {:>12} {:>10}",
+                "steering", "multiplier", "mean Δlogit", "matching"
             );
-            for m in multipliers {
-                let edits = steering_value.edits(m);
-                let req = ForwardRequest {
-                    captures: &[],
-                    edits: &edits,
-                    logits: LogitsMode::Last,
-                };
-                let mut diffs = Vec::with_capacity(prompts.len());
-                for (chunk, ids) in prompts.chunks(8).zip(letters.chunks(8)) {
-                    let out = loaded.model.forward(chunk, &req)?;
-                    let logits = out.logits.context("no logits")?;
-                    for (b, (yes, no)) in ids.iter().enumerate() {
-                        let row = logits.row(&[b]);
-                        diffs.push(row[*yes as usize] - row[*no as usize]);
-                    }
+            for ((path, s), per_m) in steering.iter().zip(&steerings).zip(&margins) {
+                let name = format!(
+                    "{} {:?} ({})",
+                    s.method,
+                    s.layers(),
+                    path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()
+                );
+                for (m, diffs) in multipliers.iter().zip(per_m) {
+                    let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+                    let preferred = diffs.iter().filter(|d| **d > 0.0).count() as f32 / diffs.len() as f32;
+                    println!("{name:<40} {m:>10} {mean:>12.4} {:>9.1}%", preferred * 100.0);
                 }
-                let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
-                let preferred = diffs.iter().filter(|d| **d > 0.0).count() as f32 / diffs.len() as f32;
-                println!("{m:>10} {mean:>16.4} {:>17.1}%", preferred * 100.0);
             }
         }
         Command::Methods => {
@@ -427,6 +432,30 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One line on what a steering holds.
+fn describe(steering: &steer_methods::Steering) -> String {
+    use steer_methods::SteeringKind;
+    let norms = |vectors: &[(usize, Vec<f32>)]| -> String {
+        let n: Vec<String> = vectors
+            .iter()
+            .map(|(l, v)| format!("{l}: {:.3}", steer_methods::direction::norm(v)))
+            .collect();
+        n.join(", ")
+    };
+    match &steering.kind {
+        SteeringKind::Additive { vectors } => format!("added vector, |v| at layer {}", norms(vectors)),
+        SteeringKind::NormPreserving { vectors } => {
+            format!("norm-preserving vectors, |v| at layers {}", norms(vectors))
+        }
+        SteeringKind::Affine { layer, .. } => format!("affine map at layer {layer}"),
+        SteeringKind::Prompt { positive, negative } => format!(
+            "prompt prefixes of {} (matching) and {} (non-matching) tokens",
+            positive.len(),
+            negative.len()
+        ),
+    }
 }
 
 /// Loads the same weights on every backend, compares logits with the CPU

@@ -439,7 +439,9 @@ fn train_then_ab_on_the_default_model() {
         .lines()
         .filter_map(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
-            (cols.len() == 3 && cols[0].parse::<f32>().is_ok()).then(|| cols[1].parse::<f32>().unwrap())
+            let n = cols.len();
+            (n >= 4 && cols[n - 1].ends_with('%') && cols[n - 3].parse::<f32>().is_ok())
+                .then(|| cols[n - 2].parse::<f32>().unwrap())
         })
         .collect();
     assert_eq!(means.len(), 3, "{stdout}");
