@@ -2,7 +2,7 @@
 
 use steer_model::{Capture, ForwardRequest, Llama, LogitsMode, Site};
 
-use crate::{ContrastPair, MethodError, Result};
+use crate::{MethodError, Result, TrainingSet};
 
 /// The residual stream after each block in `layers` at the last token of
 /// every sequence: `rows[sequence][k]` holds `d_model` values for `layers[k]`,
@@ -70,10 +70,16 @@ pub type Rows = Vec<Vec<f32>>;
 /// sequences, `batch_size` at a time.
 pub fn paired_resid_layers(
     model: &Llama,
-    pairs: &[ContrastPair],
+    data: &TrainingSet,
     layers: &[usize],
     batch_size: usize,
 ) -> Result<(LayerRows, LayerRows)> {
+    if let Some(cache) = &data.activations
+        && let Some(found) = cache.select(layers, data.pairs.len(), model.config().hidden_size)
+    {
+        return Ok(found);
+    }
+    let pairs = &data.pairs;
     if pairs.is_empty() || layers.is_empty() {
         return Err(MethodError::BadInput(
             "no pairs or layers to read activations from".into(),
@@ -118,13 +124,51 @@ pub fn paired_resid_layers(
 
 /// The residual stream after block `layer` at the last token of every pair's
 /// positive and negative sequence: `(positive rows, negative rows)`.
-pub fn paired_resid(
-    model: &Llama,
-    pairs: &[ContrastPair],
-    layer: usize,
-    batch_size: usize,
-) -> Result<(Rows, Rows)> {
-    let (pos, neg) = paired_resid_layers(model, pairs, &[layer], batch_size)?;
+pub fn paired_resid(model: &Llama, data: &TrainingSet, layer: usize, batch_size: usize) -> Result<(Rows, Rows)> {
+    let (pos, neg) = paired_resid_layers(model, data, &[layer], batch_size)?;
     let first = |rows: LayerRows| rows.into_iter().map(|mut r| r.swap_remove(0)).collect();
     Ok((first(pos), first(neg)))
+}
+
+/// Last-token residual streams of a training set's pairs, read once at
+/// several layers and reused by every fit on that set (a layer sweep fits one
+/// steering per layer). They belong to the model they were read from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedActivations {
+    layers: Vec<usize>,
+    positive: LayerRows,
+    negative: LayerRows,
+}
+
+impl CachedActivations {
+    /// Reads the activations of `data`'s pairs after each block in `layers`.
+    pub fn read(model: &Llama, data: &TrainingSet, layers: &[usize], batch_size: usize) -> Result<Self> {
+        let plain = TrainingSet {
+            activations: None,
+            ..data.clone()
+        };
+        let (positive, negative) = paired_resid_layers(model, &plain, layers, batch_size)?;
+        Ok(CachedActivations {
+            layers: layers.to_vec(),
+            positive,
+            negative,
+        })
+    }
+
+    /// The rows for `layers`, if all are cached and the shapes fit `pairs` pairs of width `d_model`.
+    fn select(&self, layers: &[usize], pairs: usize, d_model: usize) -> Option<(LayerRows, LayerRows)> {
+        let index: Vec<usize> = layers
+            .iter()
+            .map(|l| self.layers.iter().position(|c| c == l))
+            .collect::<Option<_>>()?;
+        if self.positive.len() != pairs || self.positive.first()?.first()?.len() != d_model {
+            return None;
+        }
+        let pick = |rows: &LayerRows| {
+            rows.iter()
+                .map(|r| index.iter().map(|&k| r[k].clone()).collect())
+                .collect()
+        };
+        Some((pick(&self.positive), pick(&self.negative)))
+    }
 }

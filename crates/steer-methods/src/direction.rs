@@ -32,7 +32,7 @@ impl<M: DirectionMethod> SteeringMethod for Directional<M> {
         config.check_params(&info)?;
         data.check(info.name)?;
         let pairs = &data.pairs;
-        let (pos, neg) = paired_resid(model, pairs, config.layer, config.batch_size)?;
+        let (pos, neg) = paired_resid(model, data, config.layer, config.batch_size)?;
         let vector = self.0.direction(&pos, &neg, config)?;
         let d = model.config().hidden_size;
         if vector.len() != d || vector.iter().any(|v| !v.is_finite()) {

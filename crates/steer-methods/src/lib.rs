@@ -100,7 +100,7 @@ impl ContrastPair {
 }
 
 /// What a method is fitted on.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct TrainingSet {
     /// The contrast pairs.
     pub pairs: Vec<ContrastPair>,
@@ -108,6 +108,9 @@ pub struct TrainingSet {
     /// that build few-shot prompts from the pairs (prompting, FV); for A/B chat
     /// items this is the rest of the answer and the end-of-turn marker.
     pub separator: Vec<u32>,
+    /// Activations already read from the model for these pairs, if any
+    /// (see [`activations::CachedActivations`]); fitting reads the model otherwise.
+    pub activations: Option<std::sync::Arc<activations::CachedActivations>>,
 }
 
 impl TrainingSet {
@@ -115,8 +118,16 @@ impl TrainingSet {
     pub fn new(pairs: Vec<ContrastPair>) -> Self {
         TrainingSet {
             pairs,
-            separator: Vec::new(),
+            ..TrainingSet::default()
         }
+    }
+
+    /// Reads the pairs' activations at `layers` once, so that fits at those layers reuse them.
+    pub fn cache_activations(&mut self, model: &Llama, layers: &[usize], batch_size: usize) -> Result<()> {
+        self.activations = Some(std::sync::Arc::new(activations::CachedActivations::read(
+            model, self, layers, batch_size,
+        )?));
+        Ok(())
     }
 
     /// Fails unless there is at least one pair and every sequence is non-empty.

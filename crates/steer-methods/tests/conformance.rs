@@ -8,7 +8,7 @@ use steer_methods::direction::{DirectionMethod, norm};
 use steer_methods::methods::{actadd::ActAdd, caa::Caa, pca::PcaDifferences, probe::Probe, random::RandomDirection};
 use steer_methods::{ContrastPair, FitConfig, Steering, SteeringKind, TrainingSet, find, registry};
 use steer_model::gguf::GgufFile;
-use steer_model::{Architecture, Backend, ForwardRequest, Llama, LogitsMode, ModelConfig, WeightSource};
+use steer_model::{Architecture, Backend, Edit, ForwardRequest, Llama, LogitsMode, ModelConfig, WeightSource};
 
 fn tiny_model() -> Llama {
     let cfg = ModelConfig::tiny(Architecture::Llama);
@@ -26,6 +26,7 @@ fn pairs() -> TrainingSet {
             })
             .collect(),
         separator: vec![3],
+        activations: None,
     }
 }
 
@@ -302,7 +303,7 @@ fn activation_rows_follow_input_order_whatever_the_batching() {
 fn paired_activations_share_the_prompt_without_changing_numbers() {
     let model = tiny_model();
     let data = pairs();
-    let (pos, neg) = steer_methods::activations::paired_resid(&model, &data.pairs, 2, 4).unwrap();
+    let (pos, neg) = steer_methods::activations::paired_resid(&model, &data, 2, 4).unwrap();
     let whole: Vec<Vec<u32>> = data.pairs.iter().map(ContrastPair::negative_sequence).collect();
     let direct = steer_methods::activations::last_token_resid(&model, &whole, 2, 5).unwrap();
     for (a, b) in neg.iter().zip(&direct) {
@@ -314,5 +315,42 @@ fn paired_activations_share_the_prompt_without_changing_numbers() {
     for (a, b) in pos.iter().zip(&direct) {
         let d = a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
         assert!(d < 1e-4, "positive rows differ by {d}");
+    }
+}
+
+#[test]
+fn cached_activations_give_the_same_fits() {
+    let model = tiny_model();
+    let plain = pairs();
+    let mut cached = pairs();
+    cached.cache_activations(&model, &[0, 1, 2], 4).unwrap();
+    for name in ["caa", "pca", "mimic", "leace", "icv"] {
+        let method = find(name).unwrap();
+        for layer in [0, 2] {
+            let config = FitConfig::at_layer(layer);
+            let a = method.fit(&model, &plain, &config).unwrap();
+            let b = method.fit(&model, &cached, &config).unwrap();
+            let (ea, eb) = (a.edits(1.0), b.edits(1.0));
+            assert_eq!(ea.len(), eb.len());
+            for (x, y) in ea.iter().zip(&eb) {
+                let (
+                    Edit::AddVector { vector: p, .. } | Edit::AddKeepNorm { vector: p, .. },
+                    Edit::AddVector { vector: q, .. } | Edit::AddKeepNorm { vector: q, .. },
+                ) = (x, y)
+                else {
+                    if let (Edit::Affine { matrix: p, .. }, Edit::Affine { matrix: q, .. }) = (x, y) {
+                        let d = p.iter().zip(q).fold(0.0f32, |m, (u, v)| m.max((u - v).abs()));
+                        assert!(d < 1e-3, "{name} layer {layer}: maps differ by {d}");
+                        continue;
+                    }
+                    panic!("{name}: edit kinds differ");
+                };
+                let d = p.iter().zip(q).fold(0.0f32, |m, (u, v)| m.max((u - v).abs()));
+                assert!(
+                    d < 1e-3 * norm(p).max(1.0),
+                    "{name} layer {layer}: vectors differ by {d}"
+                );
+            }
+        }
     }
 }

@@ -226,6 +226,7 @@ fn icl_pairs() -> TrainingSet {
             })
             .collect(),
         separator: vec![1],
+        activations: None,
     }
 }
 

@@ -101,6 +101,7 @@ pub fn training_set(tokenizer: &ChatTokenizer, items: &[AbItem]) -> Result<Train
     Ok(TrainingSet {
         pairs,
         separator: answer_close(tokenizer)?,
+        activations: None,
     })
 }
 

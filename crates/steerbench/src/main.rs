@@ -128,6 +128,21 @@ enum Command {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Write an additive steering as a llama.cpp control vector (GGUF) for `llama-cli --control-vector`.
+    Export {
+        /// A steering written by `train`.
+        #[arg(long)]
+        steering: PathBuf,
+        /// Strength baked into the vectors (llama.cpp can scale them again with `--control-vector-scaled`).
+        #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+        multiplier: f32,
+        /// The model the steering was fitted on (gives the layer count and the model hint).
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// Output file (.gguf).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// List the registered steering methods.
     Methods,
     /// Check every compiled backend against the CPU backend and time a batched forward pass.
@@ -413,6 +428,35 @@ fn run(cli: Cli) -> Result<()> {
                     println!("{name:<40} {m:>10} {mean:>12.4} {:>9.1}%", preferred * 100.0);
                 }
             }
+        }
+        Command::Export {
+            steering,
+            multiplier,
+            model,
+            out,
+        } => {
+            let bytes = std::fs::read(&steering).with_context(|| format!("{}", steering.display()))?;
+            let s = steer_methods::Steering::from_safetensors(&bytes, &steering.display().to_string())?;
+            let loaded = load(&model, &cli.backend)?;
+            let cfg = loaded.model.config();
+            if s.d_model() != cfg.hidden_size {
+                bail!(
+                    "{}: steering has {} values per vector but the model's d_model is {}",
+                    steering.display(),
+                    s.d_model(),
+                    cfg.hidden_size
+                );
+            }
+            let gguf = s
+                .to_control_vector(cfg.architecture.name(), cfg.num_hidden_layers, multiplier)
+                .with_context(|| format!("{}", steering.display()))?;
+            write_atomic(&out, &gguf)?;
+            println!(
+                "wrote {} ({} layers as llama.cpp layers {:?}, multiplier {multiplier})",
+                out.display(),
+                s.layers().len(),
+                s.layers().iter().map(|l| l + 1).collect::<Vec<_>>()
+            );
         }
         Command::Methods => {
             for m in steer_methods::registry() {

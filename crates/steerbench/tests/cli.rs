@@ -448,6 +448,64 @@ fn train_then_ab_on_the_default_model() {
     assert!(means[1] < means[2], "{stdout}");
     assert!(means.iter().all(|m| m.is_finite()), "{stdout}");
 
+    // Export as a llama.cpp control vector: block 10 is llama.cpp's layer 11.
+    let gguf = dir.join("caa.gguf");
+    let out = steerbench(&[
+        "export",
+        "--model",
+        model,
+        "--steering",
+        out_file.to_str().unwrap(),
+        "--multiplier",
+        "2",
+        "--out",
+        gguf.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cv = steer_model::gguf::GgufFile::open(&gguf).unwrap();
+    assert_eq!(cv.get_str("controlvector.model_hint").unwrap(), "llama");
+    assert_eq!(cv.get_u64("controlvector.layer_count").unwrap(), 30);
+    let exported = cv.dequantize("direction.11").unwrap();
+    let (_, _, raw) = read_tensor(&out_file, "vector");
+    let fitted: Vec<f32> = raw
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert!(exported.iter().zip(&fitted).all(|(e, f)| *e == 2.0 * f));
+
+    // An affine steering cannot be a control vector: a one-line error, nothing written.
+    let affine = dir.join("mimic.safetensors");
+    let out = steerbench(&[
+        "train",
+        "--method",
+        "mimic",
+        "--model",
+        model,
+        "--data",
+        items.to_str().unwrap(),
+        "--layer",
+        "3",
+        "--out",
+        affine.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let refused = dir.join("mimic.gguf");
+    let out = steerbench(&[
+        "export",
+        "--model",
+        model,
+        "--steering",
+        affine.to_str().unwrap(),
+        "--out",
+        refused.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("only additive") && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
+    assert!(!refused.exists());
+
     let out = steerbench(&["methods"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("caa"));
     std::fs::remove_dir_all(&dir).unwrap();

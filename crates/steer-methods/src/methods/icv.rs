@@ -94,7 +94,7 @@ impl SteeringMethod for Icv {
         config.check_layer(model)?;
         data.check(info.name)?;
         let layers: Vec<usize> = (0..model.config().num_hidden_layers).collect();
-        let (hy, hx) = paired_resid_layers(model, &data.pairs, &layers, config.batch_size)?;
+        let (hy, hx) = paired_resid_layers(model, data, &layers, config.batch_size)?;
         let diffs: Vec<Vec<f64>> = hy
             .iter()
             .zip(&hx)

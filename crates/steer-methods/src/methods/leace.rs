@@ -76,7 +76,7 @@ impl SteeringMethod for Leace {
         config.check_params(&info)?;
         config.check_layer(model)?;
         data.check(info.name)?;
-        let (pos, neg) = paired_resid(model, &data.pairs, config.layer, config.batch_size)?;
+        let (pos, neg) = paired_resid(model, data, config.layer, config.batch_size)?;
         let (matrix, bias) = eraser(&pos, &neg)?;
         Steering::fitted(
             &info,

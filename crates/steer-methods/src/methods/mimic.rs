@@ -68,7 +68,7 @@ impl SteeringMethod for Mimic {
         config.check_params(&info)?;
         config.check_layer(model)?;
         data.check(info.name)?;
-        let (pos, neg) = paired_resid(model, &data.pairs, config.layer, config.batch_size)?;
+        let (pos, neg) = paired_resid(model, data, config.layer, config.batch_size)?;
         let (matrix, bias) = transport_map(&neg, &pos, config.param(&info, "shrinkage")?)?;
         Steering::fitted(
             &info,
