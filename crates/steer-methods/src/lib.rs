@@ -71,6 +71,9 @@ pub struct MethodInfo {
     pub summary: &'static str,
     /// Every hyperparameter the method reads.
     pub hyperparameters: &'static [HyperParam],
+    /// Default multiplier grid of a sweep: symmetric around 0, containing 0,
+    /// scaled to what the method's artefact means at multiplier 1.
+    pub multipliers: &'static [f32],
 }
 
 /// One contrastive training example: a prompt and two completions that differ
@@ -224,4 +227,29 @@ pub trait SteeringMethod: Send + Sync {
 
     /// Fits the method and returns the steering it defines.
     fn fit(&self, model: &Llama, data: &TrainingSet, config: &FitConfig) -> Result<Steering>;
+
+    /// Fits one steering per layer in `layers` (a layer sweep). The default
+    /// fits each layer in turn; methods whose work does not depend on the
+    /// layer override it to do that work once.
+    fn fit_layers(
+        &self,
+        model: &Llama,
+        data: &TrainingSet,
+        layers: &[usize],
+        config: &FitConfig,
+    ) -> Result<Vec<Steering>> {
+        layers
+            .iter()
+            .map(|&layer| {
+                self.fit(
+                    model,
+                    data,
+                    &FitConfig {
+                        layer,
+                        ..config.clone()
+                    },
+                )
+            })
+            .collect()
+    }
 }

@@ -59,6 +59,22 @@ fn registry_is_tidy() {
             );
         }
         assert!(find(info.name).is_some());
+        let grid = info.multipliers;
+        assert!(
+            grid.contains(&0.0) && grid.len() >= 3,
+            "{}: grid needs 0 and both signs",
+            info.name
+        );
+        assert!(
+            grid.windows(2).all(|w| w[0] < w[1]),
+            "{}: grid not increasing",
+            info.name
+        );
+        assert!(
+            grid.iter().all(|m| grid.contains(&-m)),
+            "{}: grid not symmetric",
+            info.name
+        );
     }
     assert!(find("no-such-method").is_none());
 }

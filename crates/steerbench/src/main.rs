@@ -1,6 +1,6 @@
 //! `steerbench`: the command-line front end of the steering benchmark.
 
-mod ab;
+use steer_suites::ab;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -89,8 +89,14 @@ enum Command {
         #[arg(long)]
         method: String,
         /// JSON list of items with `question`, `answer_matching_behavior`, `answer_not_matching_behavior`.
+        #[arg(long, required_unless_present = "task", conflicts_with = "task")]
+        data: Option<PathBuf>,
+        /// A task, `suite/task`: fit on its training split.
         #[arg(long)]
-        data: PathBuf,
+        task: Option<String>,
+        /// The suites folder for `--task` (default: the one in this source tree).
+        #[arg(long)]
+        suites: Option<PathBuf>,
         /// Block (0-based) whose output is read and steered.
         #[arg(long)]
         layer: usize,
@@ -142,6 +148,43 @@ enum Command {
         /// Output file (.gguf).
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Evaluate a method on tasks: fit on the training split, choose layer and
+    /// multiplier on validation, report test with baselines, intervals and steerability.
+    Eval {
+        /// Registered method name.
+        #[arg(long)]
+        method: String,
+        /// Suite name, tag, or `all`.
+        #[arg(long)]
+        suite: String,
+        /// One task of the suite (default: every task of the selection).
+        #[arg(long)]
+        task: Option<String>,
+        /// The model.
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// Use at most N items of each split.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Layers of the validation sweep, comma-separated (default: every layer).
+        #[arg(long, value_delimiter = ',')]
+        layers: Option<Vec<usize>>,
+        /// Multiplier grid, comma-separated (default: the method's grid).
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        multipliers: Option<Vec<f32>>,
+        /// Seed of fitting, the random baseline and the bootstrap.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Hyperparameter override, `name=value` (repeatable).
+        #[arg(long = "param", value_parser = parse_param)]
+        params: Vec<(String, f64)>,
+        /// The suites folder (default: the one in this source tree).
+        #[arg(long)]
+        suites: Option<PathBuf>,
+        /// Write the result rows to this CSV file.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// List the registered steering methods.
     Methods,
@@ -317,6 +360,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train {
             method,
             data,
+            task,
+            suites,
             layer,
             model,
             limit,
@@ -324,11 +369,23 @@ fn run(cli: Cli) -> Result<()> {
             params,
             out,
         } => {
-            let fitter = steer_methods::find(&method).with_context(|| {
-                let names: Vec<&str> = steer_methods::registry().iter().map(|m| m.info().name).collect();
-                format!("unknown method '{method}' (registered: {})", names.join(", "))
-            })?;
-            let mut items = ab::read_items(&data)?;
+            let fitter = find_method(&method)?;
+            let (mut items, data) = match (data, task) {
+                (Some(path), _) => (ab::read_items(&path)?, path),
+                (None, Some(id)) => {
+                    let (suite, name) = id
+                        .split_once('/')
+                        .with_context(|| format!("--task '{id}' is not of the form suite/task"))?;
+                    let catalog =
+                        steer_suites::spec::Catalog::open(&suites.unwrap_or_else(steer_suites::spec::default_root))?;
+                    let task = catalog.select(suite, Some(name))?[0];
+                    (
+                        steer_suites::protocol::split_items(task)?.0,
+                        task.file(&task.spec.train),
+                    )
+                }
+                (None, None) => bail!("give --data or --task"),
+            };
             items.truncate(limit.unwrap_or(usize::MAX));
             let loaded = load(&model, &cli.backend)?;
             let data_set = ab::training_set(&loaded.tokenizer, &items)?;
@@ -389,19 +446,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 steerings.push(s);
             }
-            let prompts: Vec<Vec<u32>> = items
-                .iter()
-                .map(|it| ab::before_letter(&loaded.tokenizer, it))
-                .collect::<Result<_>>()?;
-            let letters: Vec<(u32, u32)> = items
-                .iter()
-                .map(|it| {
-                    Ok((
-                        ab::letter_id(&loaded.tokenizer, it.matching)?,
-                        ab::letter_id(&loaded.tokenizer, it.not_matching)?,
-                    ))
-                })
-                .collect::<Result<_>>()?;
+            let (prompts, letters) = ab::prompts_and_letters(&loaded.tokenizer, &items)?;
             let started = std::time::Instant::now();
             let margins = ab::letter_margins(&loaded.model, &prompts, &letters, &steerings, &multipliers, 8)?;
             println!(
@@ -458,6 +503,49 @@ fn run(cli: Cli) -> Result<()> {
                 s.layers().iter().map(|l| l + 1).collect::<Vec<_>>()
             );
         }
+        Command::Eval {
+            method,
+            suite,
+            task,
+            model,
+            limit,
+            layers,
+            multipliers,
+            seed,
+            params,
+            suites,
+            out,
+        } => {
+            let fitter = find_method(&method)?;
+            let root = suites.unwrap_or_else(steer_suites::spec::default_root);
+            let catalog = steer_suites::spec::Catalog::open(&root)?;
+            let tasks = catalog.select(&suite, task.as_deref())?;
+            let loaded = load(&model, &cli.backend)?;
+            let subject = steer_suites::protocol::Subject {
+                model: &loaded.model,
+                tokenizer: &loaded.tokenizer,
+                name: model.clone(),
+                sha256: loaded.sha256()?,
+            };
+            let opts = steer_suites::protocol::EvalOptions {
+                layers,
+                multipliers,
+                limit,
+                seed,
+                params: params.into_iter().collect(),
+                ..Default::default()
+            };
+            let mut rows = Vec::new();
+            for task in tasks {
+                let report = steer_suites::protocol::evaluate_mcq(&subject, task, fitter.as_ref(), &opts)?;
+                print_report(&report);
+                rows.extend(report.rows);
+            }
+            if let Some(path) = out {
+                write_atomic(&path, &steer_suites::rows::to_csv(&rows)?)?;
+                println!("wrote {} rows to {}", rows.len(), path.display());
+            }
+        }
         Command::Methods => {
             for m in steer_methods::registry() {
                 let info = m.info();
@@ -476,6 +564,78 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The registered method `name`, or an error listing the registered ones.
+fn find_method(name: &str) -> Result<Box<dyn steer_methods::SteeringMethod>> {
+    steer_methods::find(name).with_context(|| {
+        let names: Vec<&str> = steer_methods::registry().iter().map(|m| m.info().name).collect();
+        format!("unknown method '{name}' (registered: {})", names.join(", "))
+    })
+}
+
+/// Prints the validation choice, the test table and steerability of one evaluation.
+fn print_report(r: &steer_suites::protocol::McqReport) {
+    let layer = |l: Option<usize>| l.map_or("all".to_string(), |l| l.to_string());
+    println!(
+        "\n{} — {}: {} training, {} validation, {} test items (fit {:.0} s, sweep {:.0} s, test {:.0} s)",
+        r.task, r.method, r.sizes[0], r.sizes[1], r.sizes[2], r.seconds[0], r.seconds[1], r.seconds[2]
+    );
+    // Best positive multiplier per layer on validation.
+    let mut per_layer: Vec<&steer_suites::protocol::SweepPoint> = Vec::new();
+    for p in r.sweep.iter().filter(|p| p.multiplier > 0.0) {
+        match per_layer.iter_mut().find(|q| q.layer == p.layer) {
+            Some(q) if q.p_matching < p.p_matching => *q = p,
+            Some(_) => {}
+            None => per_layer.push(p),
+        }
+    }
+    let line: Vec<String> = per_layer
+        .iter()
+        .map(|p| format!("{}:{:.3}", layer(p.layer), p.p_matching))
+        .collect();
+    println!("validation, best P(matching) per layer: {}", line.join(" "));
+    println!(
+        "chosen on validation: layer {}, multiplier {}",
+        layer(r.chosen_layer),
+        r.chosen_multiplier
+    );
+    println!(
+        "{:<10} {:>10} {:>28} {:>28}",
+        "variant", "multiplier", "logit diff [95% CI]", "P(matching) [95% CI]"
+    );
+    for t in &r.test {
+        if t.variant == "random" && t.multiplier == 0.0 {
+            continue;
+        }
+        let variant = if t.multiplier == 0.0 { "unsteered" } else { t.variant };
+        println!(
+            "{variant:<10} {:>10} {:>9.4} [{:>7.4}, {:>7.4}] {:>9.4} [{:>7.4}, {:>7.4}]",
+            t.multiplier,
+            t.logit_diff.mean,
+            t.logit_diff.low,
+            t.logit_diff.high,
+            t.p_matching.mean,
+            t.p_matching.low,
+            t.p_matching.high
+        );
+    }
+    for (variant, s) in &r.steerability {
+        println!(
+            "steerability ({variant}): mean slope {:.4} [{:.4}, {:.4}], std {:.4}, anti-steerable {:.0}%",
+            s.slope.mean,
+            s.slope.low,
+            s.slope.high,
+            s.std,
+            100.0 * s.anti_steerable
+        );
+    }
+    if let Some(p) = &r.predictors {
+        println!(
+            "predictors at the chosen layer: difference cosine {:.3}, separability {:.3}",
+            p.difference_cosine, p.separability
+        );
+    }
 }
 
 /// One line on what a steering holds.

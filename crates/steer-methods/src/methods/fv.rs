@@ -223,13 +223,27 @@ impl SteeringMethod for FunctionVector {
             paper: "Todd et al. 2023, Function Vectors in Large Language Models, arXiv:2310.15213",
             summary: "sum of the o_proj-projected mean outputs of the heads with the largest average indirect effect",
             hyperparameters: &PARAMS,
+            multipliers: &[-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0],
         }
     }
 
     fn fit(&self, model: &Llama, data: &TrainingSet, config: &FitConfig) -> Result<Steering> {
+        Ok(self.fit_layers(model, data, &[config.layer], config)?.remove(0))
+    }
+
+    /// Head effects do not depend on where the vector is added: they are measured once for all layers.
+    fn fit_layers(
+        &self,
+        model: &Llama,
+        data: &TrainingSet,
+        layers: &[usize],
+        config: &FitConfig,
+    ) -> Result<Vec<Steering>> {
         let info = self.info();
         config.check_params(&info)?;
-        config.check_layer(model)?;
+        for &layer in layers {
+            FitConfig { layer, ..config.clone() }.check_layer(model)?;
+        }
         data.check(info.name)?;
         let cfg = model.config();
         let whole = |name: &str| -> Result<usize> {
@@ -253,20 +267,26 @@ impl SteeringMethod for FunctionVector {
                 *v += x;
             }
         }
-        let mut steering = Steering::fitted(
-            &info,
-            config,
-            data.pairs.len(),
-            SteeringKind::Additive {
-                vectors: vec![(config.layer, vector)],
-            },
-            Positions::LastPrompt,
-        )?;
         let listed: Vec<String> = chosen
             .iter()
             .map(|&(l, h)| format!("{l}.{h}:{:.3e}", effects.aie[l][h]))
             .collect();
-        steering.metadata.insert("heads".into(), listed.join(" "));
-        Ok(steering)
+        layers
+            .iter()
+            .map(|&layer| {
+                let config = FitConfig { layer, ..config.clone() };
+                let mut steering = Steering::fitted(
+                    &info,
+                    &config,
+                    data.pairs.len(),
+                    SteeringKind::Additive {
+                        vectors: vec![(layer, vector.clone())],
+                    },
+                    Positions::LastPrompt,
+                )?;
+                steering.metadata.insert("heads".into(), listed.join(" "));
+                Ok(steering)
+            })
+            .collect()
     }
 }

@@ -85,6 +85,7 @@ impl SteeringMethod for Icv {
             paper: "Liu et al. 2023, In-context Vectors: Making In Context Learning More Effective and Controllable Through Latent Space Steering, arXiv:2311.06668",
             summary: "first principal component of demonstration latent differences at every block, added everywhere with norm-preserving rescaling",
             hyperparameters: &PARAMS,
+            multipliers: &[-1.0, -0.5, 0.0, 0.5, 1.0],
         }
     }
 

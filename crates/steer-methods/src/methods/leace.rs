@@ -68,6 +68,7 @@ impl SteeringMethod for Leace {
             paper: "Belrose et al. 2023, LEACE: Perfect linear concept erasure in closed form, arXiv:2306.03819",
             summary: "the least-squares affine eraser that makes the behaviour linearly undecodable at the layer",
             hyperparameters: &[],
+            multipliers: &[-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0],
         }
     }
 

@@ -60,6 +60,7 @@ impl SteeringMethod for Mimic {
             paper: "Singh et al. 2024, Representation Surgery: Theory and Practice of Affine Steering, arXiv:2402.09631",
             summary: "the affine map matching the mean and covariance of non-matching activations to matching ones",
             hyperparameters: &PARAMS,
+            multipliers: &[-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0],
         }
     }
 

@@ -34,6 +34,7 @@ impl SteeringMethod for Prompting {
             paper: "few-shot prompting baseline: Brown et al. 2020, Language Models are Few-Shot Learners, arXiv:2005.14165",
             summary: "demonstrations answered with (or against) the behaviour, put in front of the prompt",
             hyperparameters: &PARAMS,
+            multipliers: &[-1.0, 0.0, 1.0],
         }
     }
 

@@ -1,15 +1,18 @@
 //! A/B behaviour items in the CAA format: reading them, turning them into
-//! contrast pairs, and the letter-logit difference the MCQ metric is built on.
+//! prompts and contrast pairs, and the letter-logit margins the MCQ metrics
+//! are built on.
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use steer_methods::{ContrastPair, Steering, SteeringKind, TrainingSet};
 use steer_model::{ChatMessage, ChatTokenizer, Edit, ForwardRequest, Llama, LogitsMode};
 
+use crate::jsonl::element_lines;
+use crate::{Result, SuiteError, read_text};
+
 /// One A/B item: a question that lists its choices, and which letter shows the behaviour.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AbItem {
     /// The question, choices included.
     pub question: String,
@@ -33,71 +36,114 @@ fn letter(answer: &str) -> Option<char> {
     (c.is_ascii_uppercase() && rest[c.len_utf8()..].starts_with(')')).then_some(c)
 }
 
-/// Reads a JSON list of CAA A/B items; an unusable item is an error naming the file and item.
+/// Reads a JSON list of CAA A/B items. A malformed item is an error naming
+/// the file and the line the item starts on; an empty list is an error.
 pub fn read_items(path: &Path) -> Result<Vec<AbItem>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-    let raw: Vec<RawItem> = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: not a JSON list of A/B items: {e}", path.display()))?;
+    let text = read_text(path)?;
+    let raw: Vec<serde_json::Value> = serde_json::from_str(&text)
+        .map_err(|e| SuiteError::data(path, e.line(), format!("not a JSON list of A/B items: {e}")))?;
     if raw.is_empty() {
-        bail!("{}: no items", path.display());
+        return Err(SuiteError::data(path, 1, "no items"));
     }
+    let lines = element_lines(&text).unwrap_or_default();
     raw.into_iter()
         .enumerate()
-        .map(|(i, r)| {
-            let missing = |f: &str| anyhow::anyhow!("{}: item {i}: missing field '{f}'", path.display());
-            let question = r.question.ok_or_else(|| missing("question"))?;
-            let m = r.answer_matching_behavior.ok_or_else(|| missing("answer_matching_behavior"))?;
-            let n = r.answer_not_matching_behavior.ok_or_else(|| missing("answer_not_matching_behavior"))?;
+        .map(|(i, value)| {
+            let line = lines.get(i).copied().unwrap_or(0);
+            let bad = |message: String| SuiteError::data(path, line, format!("item {i}: {message}"));
+            let r: RawItem = serde_json::from_value(value).map_err(|e| bad(format!("not an A/B item: {e}")))?;
+            let question = r.question.ok_or_else(|| bad("missing field 'question'".into()))?;
+            let m = r
+                .answer_matching_behavior
+                .ok_or_else(|| bad("missing field 'answer_matching_behavior'".into()))?;
+            let n = r
+                .answer_not_matching_behavior
+                .ok_or_else(|| bad("missing field 'answer_not_matching_behavior'".into()))?;
             let (Some(matching), Some(not_matching)) = (letter(&m), letter(&n)) else {
-                bail!("{}: item {i}: answers {m:?} / {n:?} are not of the form \"(A)\"", path.display());
+                return Err(bad(format!("answers {m:?} / {n:?} are not of the form \"(A)\"")));
             };
-            if matching == not_matching || !question.contains(&format!("({matching})")) || !question.contains(&format!("({not_matching})")) {
-                bail!("{}: item {i}: answer letters {matching}/{not_matching} are not two distinct choices of the question", path.display());
+            if matching == not_matching
+                || !question.contains(&format!("({matching})"))
+                || !question.contains(&format!("({not_matching})"))
+            {
+                return Err(bad(format!(
+                    "answer letters {matching}/{not_matching} are not two distinct choices of the question"
+                )));
             }
-            Ok(AbItem { question, matching, not_matching })
+            Ok(AbItem {
+                question,
+                matching,
+                not_matching,
+            })
         })
         .collect()
 }
 
 /// The chat prompt of an item followed by `(`, ready for the letter to be predicted.
 pub fn before_letter(tokenizer: &ChatTokenizer, item: &AbItem) -> Result<Vec<u32>> {
-    let mut ids = prompt(tokenizer, item)?;
-    ids.extend(tokenizer.encode("(", false)?);
-    Ok(ids)
-}
-
-fn prompt(tokenizer: &ChatTokenizer, item: &AbItem) -> Result<Vec<u32>> {
     let messages = [ChatMessage {
         role: "user".into(),
         content: item.question.clone(),
     }];
-    Ok(tokenizer.encode_chat(&messages, true)?)
+    let mut ids = tokenizer.encode_chat(&messages, true).map_err(model_error)?;
+    ids.extend(tokenizer.encode("(", false).map_err(model_error)?);
+    Ok(ids)
+}
+
+fn model_error(e: steer_model::tokenizer::TokenizerError) -> SuiteError {
+    SuiteError::Model(e.into())
 }
 
 /// The token id of an answer letter as it follows `(`.
 pub fn letter_id(tokenizer: &ChatTokenizer, answer: char) -> Result<u32> {
-    let with = tokenizer.encode(&format!("({answer}"), false)?;
-    let without = tokenizer.encode("(", false)?;
+    let with = tokenizer.encode(&format!("({answer}"), false).map_err(model_error)?;
+    let without = tokenizer.encode("(", false).map_err(model_error)?;
     if with.len() != without.len() + 1 || with[..without.len()] != without[..] {
-        bail!("the tokenizer does not split \"({answer}\" into \"(\" and one letter token");
+        return Err(SuiteError::BadRequest(format!(
+            "the tokenizer does not split \"({answer}\" into \"(\" and one letter token"
+        )));
     }
     Ok(with[with.len() - 1])
+}
+
+/// Prompts ending in `(`, one per item.
+pub type Prompts = Vec<Vec<u32>>;
+
+/// `(matching, other)` letter token ids, one pair per item.
+pub type Letters = Vec<(u32, u32)>;
+
+/// Prompts (ending in `(`) and `(matching, other)` letter ids of `items`.
+pub fn prompts_and_letters(tokenizer: &ChatTokenizer, items: &[AbItem]) -> Result<(Prompts, Letters)> {
+    let prompts = items
+        .iter()
+        .map(|it| before_letter(tokenizer, it))
+        .collect::<Result<_>>()?;
+    let letters = items
+        .iter()
+        .map(|it| {
+            Ok((
+                letter_id(tokenizer, it.matching)?,
+                letter_id(tokenizer, it.not_matching)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    Ok((prompts, letters))
 }
 
 /// Contrast pairs: the prompt up to `(`, then the behaviour-matching letter
 /// versus the other letter; the separator closes an answered turn (`)` and the
 /// chat template's end of turn), for methods that build few-shot prompts.
 pub fn training_set(tokenizer: &ChatTokenizer, items: &[AbItem]) -> Result<TrainingSet> {
-    let pairs = items
-        .iter()
-        .map(|it| {
-            Ok(ContrastPair {
-                prompt: before_letter(tokenizer, it)?,
-                positive: vec![letter_id(tokenizer, it.matching)?],
-                negative: vec![letter_id(tokenizer, it.not_matching)?],
-            })
+    let (prompts, letters) = prompts_and_letters(tokenizer, items)?;
+    let pairs = prompts
+        .into_iter()
+        .zip(letters)
+        .map(|(prompt, (yes, no))| ContrastPair {
+            prompt,
+            positive: vec![yes],
+            negative: vec![no],
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
     Ok(TrainingSet {
         pairs,
         separator: answer_close(tokenizer)?,
@@ -118,12 +164,17 @@ fn answer_close(tokenizer: &ChatTokenizer) -> Result<Vec<u32>> {
             content: marker.into(),
         },
     ];
-    let text = tokenizer.apply_chat_template(&messages, false)?;
+    let text = tokenizer.apply_chat_template(&messages, false).map_err(model_error)?;
     let at = text
         .rfind(marker)
-        .context("the chat template does not write the assistant's answer")?;
-    Ok(tokenizer.encode(&text[at + marker.len() - 1..], false)?)
+        .ok_or_else(|| SuiteError::BadRequest("the chat template does not write the assistant's answer".into()))?;
+    tokenizer
+        .encode(&text[at + marker.len() - 1..], false)
+        .map_err(model_error)
 }
+
+/// Largest number of one-token rows run after one shared prompt at once.
+const ROWS_PER_PASS: usize = 32;
 
 /// The letter-logit difference `logit(matching) − logit(other)` of every item
 /// under every steering and multiplier: `result[s][k][i]` for steering `s`,
@@ -143,6 +194,11 @@ pub fn letter_margins(
     multipliers: &[f32],
     batch: usize,
 ) -> Result<Vec<Vec<Vec<f32>>>> {
+    if prompts.iter().any(Vec::is_empty) || prompts.len() != letters.len() {
+        return Err(SuiteError::BadRequest(
+            "every item needs a non-empty prompt and a letter pair".into(),
+        ));
+    }
     let mut out = vec![vec![Vec::with_capacity(prompts.len()); multipliers.len()]; steerings.len()];
     let last_only = |s: &Steering| {
         !matches!(s.kind, SteeringKind::Prompt { .. })
@@ -152,41 +208,55 @@ pub fn letter_margins(
     };
     let (fast, slow): (Vec<usize>, Vec<usize>) = (0..steerings.len()).partition(|&s| last_only(&steerings[s]));
     let margin = |row: &[f32], (yes, no): (u32, u32)| row[yes as usize] - row[no as usize];
+    let no_logits = || SuiteError::BadRequest("the model returned no logits".into());
 
     if !fast.is_empty() {
-        // Rows: every (steering, multiplier) pair; each steering's edits carry
-        // its multiplier on its own rows and 0 elsewhere.
         let variants: Vec<(usize, usize)> = fast
             .iter()
             .flat_map(|&s| (0..multipliers.len()).map(move |k| (s, k)))
             .collect();
-        let edits: Vec<Edit> = fast
-            .iter()
-            .flat_map(|&s| {
-                let per_row: Vec<f32> = variants
-                    .iter()
-                    .map(|&(vs, k)| if vs == s { multipliers[k] } else { 0.0 })
-                    .collect();
-                steerings[s].edits_per_row(&per_row)
+        // Each pass runs a chunk of variants; a steering's edits carry its
+        // multiplier on its own rows and 0 on the others.
+        type Pass<'a> = (&'a [(usize, usize)], Vec<Edit>);
+        let passes: Vec<Pass> = variants
+            .chunks(ROWS_PER_PASS)
+            .map(|chunk| {
+                let mut edits = Vec::new();
+                for &s in &fast {
+                    if !chunk.iter().any(|&(vs, _)| vs == s) {
+                        continue;
+                    }
+                    let per_row: Vec<f32> = chunk
+                        .iter()
+                        .map(|&(vs, k)| if vs == s { multipliers[k] } else { 0.0 })
+                        .collect();
+                    edits.extend(steerings[s].edits_per_row(&per_row));
+                }
+                (chunk, edits)
             })
             .collect();
-        let req = ForwardRequest {
-            captures: &[],
-            edits: &edits,
-            logits: LogitsMode::Last,
-        };
         for (prompt, &ids) in prompts.iter().zip(letters) {
-            let (last, rest) = prompt.split_last().context("empty prompt")?;
-            let logits = if rest.is_empty() {
-                model.forward(&vec![vec![*last]; variants.len()], &req)?
+            let (last, rest) = prompt.split_last().ok_or_else(no_logits)?;
+            let shared = if rest.is_empty() {
+                None
             } else {
-                let shared = model.shared_prefix(rest)?;
-                model.forward_after(&shared, &vec![vec![*last]; variants.len()], &req)?
-            }
-            .logits
-            .context("the model returned no logits")?;
-            for (row, &(s, k)) in variants.iter().enumerate() {
-                out[s][k].push(margin(logits.row(&[row]), ids));
+                Some(model.shared_prefix(rest)?)
+            };
+            for (chunk, edits) in &passes {
+                let req = ForwardRequest {
+                    captures: &[],
+                    edits,
+                    logits: LogitsMode::Last,
+                };
+                let rows = vec![vec![*last]; chunk.len()];
+                let result = match &shared {
+                    Some(p) => model.forward_after(p, &rows, &req)?,
+                    None => model.forward(&rows, &req)?,
+                };
+                let logits = result.logits.ok_or_else(no_logits)?;
+                for (row, &(s, k)) in chunk.iter().enumerate() {
+                    out[s][k].push(margin(logits.row(&[row]), ids));
+                }
             }
         }
     }
@@ -210,7 +280,7 @@ pub fn letter_margins(
                     Some(p) => model.forward_after(p, chunk, &req)?,
                     None => model.forward(chunk, &req)?,
                 };
-                let logits = result.logits.context("the model returned no logits")?;
+                let logits = result.logits.ok_or_else(no_logits)?;
                 for (b, &pair) in ids.iter().enumerate() {
                     out[s][k].push(margin(logits.row(&[b]), pair));
                 }

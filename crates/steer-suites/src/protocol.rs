@@ -1,0 +1,534 @@
+//! The evaluation protocol: fit on the training split, choose layer and
+//! multiplier on the validation split, report the test split once, with the
+//! unsteered model, a random vector of the same size, bootstrap intervals and
+//! per-item steerability beside every steered number.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use steer_methods::{FitConfig, Steering, SteeringKind, SteeringMethod, TrainingSet};
+use steer_model::{ChatTokenizer, Llama};
+
+use crate::ab::{AbItem, letter_margins, prompts_and_letters, read_items, training_set};
+use crate::rows::ResultRow;
+use crate::spec::{Format, Task};
+use crate::split::train_validation;
+use crate::stats::{Estimate, bootstrap, sigmoid, slope, std_dev};
+use crate::{Result, SuiteError, sha256_file};
+
+/// How to run one evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalOptions {
+    /// Layers of the validation sweep (`None`: every layer).
+    pub layers: Option<Vec<usize>>,
+    /// Multiplier grid (`None`: the method's default grid).
+    pub multipliers: Option<Vec<f32>>,
+    /// Use at most this many items of each split (training, validation, test).
+    pub limit: Option<usize>,
+    /// Seed of fitting, the random baseline and the bootstrap.
+    pub seed: u64,
+    /// Sequences per forward pass.
+    pub batch_size: usize,
+    /// Hyperparameter overrides of the method.
+    pub params: BTreeMap<String, f64>,
+    /// Bootstrap resamples per interval.
+    pub resamples: usize,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            layers: None,
+            multipliers: None,
+            limit: None,
+            seed: 0,
+            batch_size: 8,
+            params: BTreeMap::new(),
+            resamples: 1000,
+        }
+    }
+}
+
+/// The model an evaluation runs on, and how results name it.
+pub struct Subject<'a> {
+    /// The network.
+    pub model: &'a Llama,
+    /// Its tokenizer and chat template.
+    pub tokenizer: &'a ChatTokenizer,
+    /// The name results carry (`default`, a path, `org/name`).
+    pub name: String,
+    /// sha256 of its weights file.
+    pub sha256: String,
+}
+
+/// Mean validation numbers of one (layer, multiplier).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepPoint {
+    /// Steered layer (`None` for a steering without a single layer).
+    pub layer: Option<usize>,
+    /// Multiplier.
+    pub multiplier: f32,
+    /// Mean probability of the matching letter (normalised over the two letters).
+    pub p_matching: f64,
+    /// Mean logit(matching) − logit(other).
+    pub logit_diff: f64,
+}
+
+/// Test numbers of one variant at one multiplier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestLine {
+    /// `steered` or `random`.
+    pub variant: &'static str,
+    /// Multiplier.
+    pub multiplier: f32,
+    /// logit(matching) − logit(other) over items.
+    pub logit_diff: Estimate,
+    /// Probability of the matching letter over items.
+    pub p_matching: Estimate,
+}
+
+/// Per-item steerability: the slope of an item's logit difference against the multiplier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Steerability {
+    /// Mean slope over items, with its interval.
+    pub slope: Estimate,
+    /// Standard deviation of the slopes.
+    pub std: f64,
+    /// Share of items whose slope is negative (they move against the steering).
+    pub anti_steerable: f64,
+    /// Every item's slope, in item order.
+    pub per_item: Vec<f64>,
+}
+
+/// What predicts steerability at the chosen layer (Tan et al. 2024): how
+/// consistent the training differences are and how separable the classes are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictors {
+    /// Mean pairwise cosine similarity of the training activation differences.
+    pub difference_cosine: f64,
+    /// Training accuracy of classifying matching vs non-matching activations
+    /// by their projection on the mean difference, thresholded halfway between the class means.
+    pub separability: f64,
+}
+
+/// Everything one task × method evaluation found.
+#[derive(Debug, Clone)]
+pub struct McqReport {
+    /// `suite/task`.
+    pub task: String,
+    /// Method name.
+    pub method: String,
+    /// Items in the training, validation and test splits.
+    pub sizes: [usize; 3],
+    /// The validation sweep.
+    pub sweep: Vec<SweepPoint>,
+    /// Chosen layer (`None` for a steering without a single layer).
+    pub chosen_layer: Option<usize>,
+    /// Chosen multiplier (positive: towards the behaviour).
+    pub chosen_multiplier: f32,
+    /// The chosen steering at every multiplier of the grid, and the random baseline.
+    pub test: Vec<TestLine>,
+    /// Steerability of the method and of the random baseline on the test items.
+    pub steerability: Vec<(&'static str, Steerability)>,
+    /// Steerability predictors (for steerings at one layer).
+    pub predictors: Option<Predictors>,
+    /// Seconds spent fitting, sweeping and testing.
+    pub seconds: [f64; 3],
+    /// The result rows.
+    pub rows: Vec<ResultRow>,
+}
+
+/// A random steering the size of `steering`: additive and norm-preserving
+/// vectors are replaced by random directions of the same norms; an affine map
+/// by a random vector as long as the map's mean displacement of the training
+/// activations at its layer; a prompt prefix by random tokens of the same length.
+pub fn random_like(steering: &Steering, data: &TrainingSet, model: &Llama, seed: u64) -> Result<Steering> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x005E_ED0F_BA5E);
+    let mut direction = |d: usize, norm: f64| -> Vec<f32> {
+        let v: Vec<f64> = (0..d)
+            .map(|_| {
+                let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+                let u2: f64 = rng.random::<f64>();
+                (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+            })
+            .collect();
+        let len = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+        v.iter().map(|x| (x * norm / len) as f32).collect()
+    };
+    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt();
+    let kind = match &steering.kind {
+        SteeringKind::Additive { vectors } => SteeringKind::Additive {
+            vectors: vectors.iter().map(|(l, v)| (*l, direction(v.len(), norm(v)))).collect(),
+        },
+        SteeringKind::NormPreserving { vectors } => SteeringKind::NormPreserving {
+            vectors: vectors.iter().map(|(l, v)| (*l, direction(v.len(), norm(v)))).collect(),
+        },
+        SteeringKind::Affine { layer, matrix, bias } => {
+            let (pos, neg) = steer_methods::activations::paired_resid(model, data, *layer, 8)?;
+            let d = bias.len();
+            let mut total = 0.0;
+            for h in pos.iter().chain(&neg) {
+                let moved: f64 = (0..d)
+                    .map(|i| {
+                        let ah: f64 = (0..d).map(|j| matrix[i * d + j] as f64 * h[j] as f64).sum();
+                        let delta = ah + bias[i] as f64 - h[i] as f64;
+                        delta * delta
+                    })
+                    .sum();
+                total += moved.sqrt();
+            }
+            let mean_shift = total / (pos.len() + neg.len()).max(1) as f64;
+            SteeringKind::Additive {
+                vectors: vec![(*layer, direction(d, mean_shift))],
+            }
+        }
+        SteeringKind::Prompt { positive, negative } => {
+            let vocab = model.config().vocab_size as u32;
+            let mut tokens = |n: usize| (0..n).map(|_| rng.random_range(0..vocab)).collect::<Vec<u32>>();
+            SteeringKind::Prompt {
+                positive: tokens(positive.len()),
+                negative: tokens(negative.len()),
+            }
+        }
+    };
+    Ok(Steering {
+        method: format!("random-like-{}", steering.method),
+        kind,
+        positions: steering.positions.clone(),
+        params: BTreeMap::new(),
+        metadata: BTreeMap::from([("seed".to_string(), seed.to_string())]),
+    })
+}
+
+/// Steerability from the margins `per_m[k][i]` at `multipliers[k]`.
+fn steerability(multipliers: &[f32], per_m: &[Vec<f32>], resamples: usize, seed: u64) -> Steerability {
+    let xs: Vec<f64> = multipliers.iter().map(|m| *m as f64).collect();
+    let items = per_m.first().map_or(0, Vec::len);
+    let per_item: Vec<f64> = (0..items)
+        .map(|i| {
+            let ys: Vec<f64> = per_m.iter().map(|m| m[i] as f64).collect();
+            slope(&xs, &ys)
+        })
+        .collect();
+    Steerability {
+        slope: bootstrap(&per_item, resamples, seed),
+        std: std_dev(&per_item),
+        anti_steerable: per_item.iter().filter(|s| **s < 0.0).count() as f64 / items.max(1) as f64,
+        per_item,
+    }
+}
+
+fn predictors(data: &TrainingSet, model: &Llama, layer: usize) -> Result<Predictors> {
+    let (pos, neg) = steer_methods::activations::paired_resid(model, data, layer, 8)?;
+    let d = pos[0].len();
+    let diffs: Vec<Vec<f64>> = pos
+        .iter()
+        .zip(&neg)
+        .map(|(p, n)| p.iter().zip(n).map(|(a, b)| (a - b) as f64).collect())
+        .collect();
+    // Mean pairwise cosine of unit differences: (|Σ u|² − n) / (n (n − 1)).
+    let n = diffs.len() as f64;
+    let mut sum = vec![0.0f64; d];
+    for v in &diffs {
+        let len = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+        sum.iter_mut().zip(v).for_each(|(s, x)| *s += x / len);
+    }
+    let difference_cosine = if n > 1.0 {
+        (sum.iter().map(|x| x * x).sum::<f64>() - n) / (n * (n - 1.0))
+    } else {
+        1.0
+    };
+    let mean_of = |rows: &[Vec<f32>]| -> Vec<f64> {
+        (0..d)
+            .map(|j| rows.iter().map(|r| r[j] as f64).sum::<f64>() / rows.len() as f64)
+            .collect()
+    };
+    let (mp, mn) = (mean_of(&pos), mean_of(&neg));
+    let dir: Vec<f64> = mp.iter().zip(&mn).map(|(a, b)| a - b).collect();
+    let project = |r: &[f32]| -> f64 { r.iter().zip(&dir).map(|(a, b)| *a as f64 * b).sum() };
+    let threshold = (mp.iter().zip(&dir).map(|(a, b)| a * b).sum::<f64>()
+        + mn.iter().zip(&dir).map(|(a, b)| a * b).sum::<f64>())
+        / 2.0;
+    let correct =
+        pos.iter().filter(|r| project(r) > threshold).count() + neg.iter().filter(|r| project(r) <= threshold).count();
+    Ok(Predictors {
+        difference_cosine,
+        separability: correct as f64 / (pos.len() + neg.len()) as f64,
+    })
+}
+
+/// The training and validation items of an A/B task, as the protocol splits them.
+pub fn split_items(task: &Task) -> Result<(Vec<AbItem>, Vec<AbItem>)> {
+    let pool = read_items(&task.file(&task.spec.train))?;
+    let (train_idx, val_idx) = train_validation(pool.len(), task.spec.validation_fraction, task.spec.split_seed);
+    Ok((
+        train_idx.iter().map(|&i| pool[i].clone()).collect(),
+        val_idx.iter().map(|&i| pool[i].clone()).collect(),
+    ))
+}
+
+/// Evaluates `method` on an A/B task (see the module documentation).
+pub fn evaluate_mcq(
+    subject: &Subject,
+    task: &Task,
+    method: &dyn SteeringMethod,
+    opts: &EvalOptions,
+) -> Result<McqReport> {
+    let Format::CaaAb = task.spec.format;
+    let info = method.info();
+    let model = subject.model;
+    let n_layers = model.config().num_hidden_layers;
+    let train_path = task.file(&task.spec.train);
+    let test_path = task.file(&task.spec.test);
+    let (mut train, mut val) = split_items(task)?;
+    let mut test_items = read_items(&test_path)?;
+    let limit = opts.limit.unwrap_or(usize::MAX);
+    train.truncate(limit);
+    val.truncate(limit);
+    test_items.truncate(limit);
+    for (name, split) in [("training", &train), ("validation", &val), ("test", &test_items)] {
+        if split.is_empty() {
+            return Err(SuiteError::BadRequest(format!(
+                "{}: the {name} split is empty",
+                task.id()
+            )));
+        }
+    }
+    let layers: Vec<usize> = opts.layers.clone().unwrap_or_else(|| (0..n_layers).collect());
+    if let Some(bad) = layers.iter().find(|&&l| l >= n_layers) {
+        return Err(SuiteError::BadRequest(format!(
+            "layer {bad} is out of range: the model has {n_layers} layers"
+        )));
+    }
+    if layers.is_empty() {
+        return Err(SuiteError::BadRequest("no layers to sweep".into()));
+    }
+    let grid: Vec<f32> = opts.multipliers.clone().unwrap_or_else(|| info.multipliers.to_vec());
+    if !grid.iter().any(|m| *m > 0.0) || !grid.contains(&0.0) {
+        return Err(SuiteError::BadRequest(format!(
+            "the multiplier grid {grid:?} needs 0 and at least one positive value"
+        )));
+    }
+
+    // Fit on the training split, reading activations once for every layer.
+    let started = Instant::now();
+    let mut data = training_set(subject.tokenizer, &train)?;
+    data.cache_activations(model, &layers, opts.batch_size)?;
+    let config = FitConfig {
+        layer: layers[0],
+        seed: opts.seed,
+        batch_size: opts.batch_size,
+        params: opts.params.clone(),
+    };
+    let first = method.fit(model, &data, &config)?;
+    let layer_free = first.layers() != vec![layers[0]];
+    let steerings: Vec<Steering> = if layer_free {
+        vec![first]
+    } else {
+        let mut rest = method.fit_layers(model, &data, &layers[1..], &config)?;
+        rest.insert(0, first);
+        rest
+    };
+    let sweep_layers: Vec<Option<usize>> = if layer_free {
+        vec![None]
+    } else {
+        layers.iter().map(|&l| Some(l)).collect()
+    };
+    let fit_seconds = started.elapsed().as_secs_f64();
+
+    // Validation sweep and the choice.
+    let started = Instant::now();
+    let (val_prompts, val_letters) = prompts_and_letters(subject.tokenizer, &val)?;
+    let margins = letter_margins(model, &val_prompts, &val_letters, &steerings, &grid, opts.batch_size)?;
+    let mut sweep = Vec::new();
+    for (s, layer) in sweep_layers.iter().enumerate() {
+        for (k, &m) in grid.iter().enumerate() {
+            let values = &margins[s][k];
+            sweep.push(SweepPoint {
+                layer: *layer,
+                multiplier: m,
+                p_matching: values.iter().map(|v| sigmoid(*v as f64)).sum::<f64>() / values.len() as f64,
+                logit_diff: values.iter().map(|v| *v as f64).sum::<f64>() / values.len() as f64,
+            });
+        }
+    }
+    let (chosen_index, best) = sweep
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.multiplier > 0.0)
+        .fold(None::<(usize, &SweepPoint)>, |acc, (i, p)| match acc {
+            Some((_, b)) if b.p_matching >= p.p_matching => acc,
+            _ => Some((i, p)),
+        })
+        .ok_or_else(|| SuiteError::BadRequest("no positive multiplier to choose".into()))?;
+    let (chosen_layer, chosen_multiplier) = (best.layer, best.multiplier);
+    let chosen = steerings[chosen_index / grid.len()].clone();
+    let val_seconds = started.elapsed().as_secs_f64();
+
+    // Test: the chosen steering over the grid, and a random steering of its size.
+    let started = Instant::now();
+    let random = random_like(&chosen, &data, model, opts.seed)?;
+    let (test_prompts, test_letters) = prompts_and_letters(subject.tokenizer, &test_items)?;
+    let test_margins = letter_margins(
+        model,
+        &test_prompts,
+        &test_letters,
+        &[chosen.clone(), random],
+        &grid,
+        opts.batch_size,
+    )?;
+    let mut test = Vec::new();
+    let mut steer = Vec::new();
+    for (v, variant) in ["steered", "random"].into_iter().enumerate() {
+        for (k, &m) in grid.iter().enumerate() {
+            let values: Vec<f64> = test_margins[v][k].iter().map(|x| *x as f64).collect();
+            let probs: Vec<f64> = values.iter().map(|x| sigmoid(*x)).collect();
+            test.push(TestLine {
+                variant,
+                multiplier: m,
+                logit_diff: bootstrap(&values, opts.resamples, opts.seed),
+                p_matching: bootstrap(&probs, opts.resamples, opts.seed),
+            });
+        }
+        steer.push((
+            variant,
+            steerability(&grid, &test_margins[v], opts.resamples, opts.seed),
+        ));
+    }
+    let predictors = match chosen_layer {
+        Some(l) => Some(predictors(&data, model, l)?),
+        None => None,
+    };
+    let test_seconds = started.elapsed().as_secs_f64();
+
+    // Rows.
+    let data_sha256 = format!("{}+{}", sha256_file(&train_path)?, sha256_file(&test_path)?);
+    let row = |variant: &str, split: &str, layer: Option<usize>, m: Option<f32>, metric: &str, e: Estimate| {
+        let ci = e.n > 1 && e.low != e.high;
+        ResultRow {
+            model: subject.name.clone(),
+            method: info.name.to_string(),
+            variant: variant.to_string(),
+            suite: task.spec.suite.clone(),
+            task: task.spec.name.clone(),
+            split: split.to_string(),
+            layer,
+            multiplier: m,
+            metric: metric.to_string(),
+            value: e.mean,
+            ci_low: ci.then_some(e.low),
+            ci_high: ci.then_some(e.high),
+            n: e.n,
+            seed: opts.seed,
+            task_version: task.spec.version,
+            model_sha256: subject.sha256.clone(),
+            data_sha256: data_sha256.clone(),
+        }
+    };
+    let point = |v: f64, n: usize| Estimate {
+        mean: v,
+        low: v,
+        high: v,
+        n,
+    };
+    let mut rows = Vec::new();
+    for p in &sweep {
+        rows.push(row(
+            "steered",
+            "validation",
+            p.layer,
+            Some(p.multiplier),
+            "p_matching",
+            point(p.p_matching, val.len()),
+        ));
+        rows.push(row(
+            "steered",
+            "validation",
+            p.layer,
+            Some(p.multiplier),
+            "logit_diff",
+            point(p.logit_diff, val.len()),
+        ));
+    }
+    rows.push(row(
+        "choice",
+        "validation",
+        chosen_layer,
+        Some(chosen_multiplier),
+        "chosen",
+        point(1.0, val.len()),
+    ));
+    for t in &test {
+        let variant = if t.multiplier == 0.0 { "unsteered" } else { t.variant };
+        if t.multiplier == 0.0 && t.variant == "random" {
+            continue;
+        }
+        rows.push(row(
+            variant,
+            "test",
+            chosen_layer,
+            Some(t.multiplier),
+            "logit_diff",
+            t.logit_diff,
+        ));
+        rows.push(row(
+            variant,
+            "test",
+            chosen_layer,
+            Some(t.multiplier),
+            "p_matching",
+            t.p_matching,
+        ));
+    }
+    for (variant, s) in &steer {
+        rows.push(row(variant, "test", chosen_layer, None, "steerability", s.slope));
+        rows.push(row(
+            variant,
+            "test",
+            chosen_layer,
+            None,
+            "steerability_std",
+            point(s.std, s.per_item.len()),
+        ));
+        rows.push(row(
+            variant,
+            "test",
+            chosen_layer,
+            None,
+            "anti_steerable_fraction",
+            point(s.anti_steerable, s.per_item.len()),
+        ));
+    }
+    if let Some(p) = &predictors {
+        rows.push(row(
+            "steered",
+            "training",
+            chosen_layer,
+            None,
+            "difference_cosine",
+            point(p.difference_cosine, train.len()),
+        ));
+        rows.push(row(
+            "steered",
+            "training",
+            chosen_layer,
+            None,
+            "separability",
+            point(p.separability, train.len()),
+        ));
+    }
+    Ok(McqReport {
+        task: task.id(),
+        method: info.name.to_string(),
+        sizes: [train.len(), val.len(), test_items.len()],
+        sweep,
+        chosen_layer,
+        chosen_multiplier,
+        test,
+        steerability: steer,
+        predictors,
+        seconds: [fit_seconds, val_seconds, test_seconds],
+        rows,
+    })
+}

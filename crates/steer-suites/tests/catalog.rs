@@ -1,0 +1,137 @@
+//! The committed suites: every task opens, its data is what `SHA256SUMS`
+//! lists, every item parses, and bad rows are one-line errors naming file and line.
+
+use std::path::{Path, PathBuf};
+
+use steer_suites::ab::read_items;
+use steer_suites::spec::{Catalog, Task, default_root};
+use steer_suites::{SuiteError, sha256_file};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("steer-suites-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn every_task_opens_and_its_data_matches_the_checksums() {
+    let root = default_root();
+    let catalog = Catalog::open(&root).unwrap();
+    assert!(catalog.tasks.len() >= 7);
+    let mut ids: Vec<String> = catalog.tasks.iter().map(Task::id).collect();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "task ids are unique");
+    let mut suites: Vec<&str> = catalog.tasks.iter().map(|t| t.spec.suite.as_str()).collect();
+    suites.dedup();
+    for suite in suites {
+        let dir = root.join(suite);
+        assert!(dir.join("LICENSE.upstream").is_file(), "{suite}: LICENSE.upstream");
+        let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+        for line in sums.lines() {
+            let (sum, file) = line.split_once("  ").unwrap();
+            assert_eq!(sha256_file(&dir.join(file)).unwrap(), sum, "{suite}/{file}");
+        }
+    }
+    for task in &catalog.tasks {
+        assert!(task.dir.join("README.md").is_file(), "{}: README", task.id());
+        let train = read_items(&task.file(&task.spec.train)).unwrap();
+        let test = read_items(&task.file(&task.spec.test)).unwrap();
+        assert!(train.len() >= 100 && test.len() >= 40, "{}", task.id());
+    }
+    // Selection by suite, tag, task and `all`.
+    assert_eq!(catalog.select("mcq", Some("sycophancy")).unwrap().len(), 1);
+    assert_eq!(catalog.select("caa", None).unwrap().len(), 7);
+    assert!(catalog.select("all", None).unwrap().len() >= 7);
+    let err = catalog.select("mcq", Some("nope")).unwrap_err().to_string();
+    assert!(err.contains("no task 'nope'") && err.contains("sycophancy"), "{err}");
+    assert!(catalog.select("nope", None).unwrap_err().to_string().contains("mcq"));
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn malformed_items_name_file_and_line() {
+    let dir = scratch("bad-items");
+    let good = r#"{"question": "Q?\n (A) yes\n (B) no", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(B)"}"#;
+    let cases = [
+        (
+            "missing.json",
+            format!("[\n  {good},\n  {{\"question\": \"Q (A) (B)\", \"answer_matching_behavior\": \"(A)\"}}\n]"),
+            3,
+            "answer_not_matching_behavior",
+        ),
+        (
+            "letters.json",
+            format!(
+                "[\n{good},\n{good},\n  {{\"question\": \"Q (A) (B)\",\n \"answer_matching_behavior\": \"A\", \"answer_not_matching_behavior\": \"(B)\"}}]"
+            ),
+            4,
+            "not of the form",
+        ),
+        (
+            "choice.json",
+            format!(
+                "[{good},\n  {{\"question\": \"Q (A) (B)\", \"answer_matching_behavior\": \"(C)\", \"answer_not_matching_behavior\": \"(B)\"}}]"
+            ),
+            2,
+            "not two distinct choices",
+        ),
+        ("empty.json", "[]".to_string(), 1, "no items"),
+        (
+            "syntax.json",
+            format!("[\n{good},\n{{\"question\": ]"),
+            3,
+            "not a JSON list",
+        ),
+        ("type.json", "[\n 3\n]".to_string(), 2, "not an A/B item"),
+    ];
+    for (name, text, line, needle) in cases {
+        let path = write(&dir, name, &text);
+        let err = read_items(&path).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, SuiteError::Data { .. }), "{name}: {msg}");
+        assert!(
+            msg.starts_with(&format!("{}:{line}: ", path.display())),
+            "{name}: {msg}"
+        );
+        assert!(msg.contains(needle) && !msg.contains('\n'), "{name}: {msg}");
+    }
+    assert_eq!(
+        read_items(&write(&dir, "ok.json", &format!("[{good}]"))).unwrap().len(),
+        1
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_specs_are_errors() {
+    let root = scratch("bad-spec");
+    let task = root.join("mcq").join("t");
+    std::fs::create_dir_all(&task).unwrap();
+    std::fs::write(task.join("a.json"), "[]").unwrap();
+    let spec = |extra: &str| {
+        format!(
+            "name = \"t\"\nsuite = \"mcq\"\nversion = 1\nformat = \"caa_ab\"\ndescription = \"d\"\ntrain = \"a.json\"\ntest = \"a.json\"\nvalidation_fraction = 0.2\nsplit_seed = 1\n{extra}"
+        )
+    };
+    std::fs::write(task.join("task.toml"), spec("")).unwrap();
+    assert!(Task::open(&task).is_ok());
+    for (text, needle) in [
+        (spec("colour = 1"), "colour"),
+        (spec("").replace("caa_ab", "nope"), "nope"),
+        (spec("").replace("\"t\"", "\"u\""), "folder"),
+        (spec("").replace("0.2", "1.5"), "validation_fraction"),
+        (spec("").replace("train = \"a.json\"", "train = \"b.json\""), "missing"),
+    ] {
+        std::fs::write(task.join("task.toml"), &text).unwrap();
+        let msg = Task::open(&task).unwrap_err().to_string();
+        assert!(msg.contains("task.toml") && msg.contains(needle), "{msg}");
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -1,0 +1,85 @@
+//! The protocol on a small slice of a real task with the default model.
+
+use steer_model::{Backend, LoadedModel};
+use steer_suites::protocol::{EvalOptions, Subject, evaluate_mcq};
+use steer_suites::spec::{Catalog, default_root};
+
+fn default_model() -> LoadedModel {
+    let path = steer_model::model::default_model_path();
+    assert!(
+        path.is_file(),
+        "the default model is missing at {}: run `cargo xtask setup` (or `cargo xtask test`)",
+        path.display()
+    );
+    LoadedModel::load("default", &Backend::Cpu.device().unwrap()).unwrap()
+}
+
+#[test]
+fn mcq_slice_with_the_default_model() {
+    let loaded = default_model();
+    let catalog = Catalog::open(&default_root()).unwrap();
+    let task = catalog.select("mcq", Some("refusal")).unwrap()[0];
+    let subject = Subject {
+        model: &loaded.model,
+        tokenizer: &loaded.tokenizer,
+        name: "default".into(),
+        sha256: steer_model::model::DEFAULT_MODEL_SHA256.into(),
+    };
+    let opts = EvalOptions {
+        layers: Some(vec![4, 12]),
+        multipliers: Some(vec![-4.0, 0.0, 4.0]),
+        limit: Some(6),
+        seed: 3,
+        resamples: 200,
+        ..EvalOptions::default()
+    };
+    let method = steer_methods::find("caa").unwrap();
+    let report = evaluate_mcq(&subject, task, method.as_ref(), &opts).unwrap();
+    assert_eq!(report.sizes, [6, 6, 6]);
+    assert_eq!(report.sweep.len(), 6);
+    assert!(report.chosen_multiplier > 0.0);
+    assert!(matches!(report.chosen_layer, Some(4) | Some(12)));
+    // The choice is the best positive validation point.
+    let best = report
+        .sweep
+        .iter()
+        .filter(|p| p.multiplier > 0.0)
+        .map(|p| p.p_matching)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let chosen = report
+        .sweep
+        .iter()
+        .find(|p| p.layer == report.chosen_layer && p.multiplier == report.chosen_multiplier)
+        .unwrap();
+    assert_eq!(chosen.p_matching, best);
+    // Multiplier 0 is the unsteered model for both variants; intervals bracket means.
+    let at = |variant: &str, m: f32| {
+        report
+            .test
+            .iter()
+            .find(|t| t.variant == variant && t.multiplier == m)
+            .unwrap()
+    };
+    assert_eq!(at("steered", 0.0).logit_diff, at("random", 0.0).logit_diff);
+    for t in &report.test {
+        assert!(t.logit_diff.low <= t.logit_diff.mean && t.logit_diff.mean <= t.logit_diff.high);
+        assert!((0.0..=1.0).contains(&t.p_matching.mean));
+        assert_eq!(t.logit_diff.n, 6);
+    }
+    let (_, s) = &report.steerability[0];
+    assert_eq!(s.per_item.len(), 6);
+    assert!((0.0..=1.0).contains(&s.anti_steerable));
+    let p = report.predictors.as_ref().unwrap();
+    assert!((-1.0..=1.0).contains(&p.difference_cosine) && (0.0..=1.0).contains(&p.separability));
+    // Rows carry provenance and the same numbers, and the run is deterministic.
+    assert!(
+        report
+            .rows
+            .iter()
+            .all(|r| r.model_sha256.len() == 64 && r.data_sha256.len() == 129)
+    );
+    let again = evaluate_mcq(&subject, task, method.as_ref(), &opts).unwrap();
+    assert_eq!(report.rows, again.rows);
+    let csv = steer_suites::rows::to_csv(&report.rows).unwrap();
+    assert_eq!(String::from_utf8(csv).unwrap().lines().count(), report.rows.len() + 1);
+}
