@@ -12,8 +12,11 @@
 
 pub mod ab;
 pub mod jsonl;
+pub mod open_ended;
+pub mod perplexity;
 pub mod protocol;
 pub mod rows;
+pub mod scoring;
 pub mod spec;
 pub mod split;
 pub mod stats;

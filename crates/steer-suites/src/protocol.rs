@@ -34,6 +34,10 @@ pub struct EvalOptions {
     pub params: BTreeMap<String, f64>,
     /// Bootstrap resamples per interval.
     pub resamples: usize,
+    /// Score the test items' open-ended form at the chosen configuration.
+    pub open_ended: bool,
+    /// The `raw_text` task whose perplexity measures the chosen configuration's damage.
+    pub perplexity: Option<Task>,
 }
 
 impl Default for EvalOptions {
@@ -46,6 +50,8 @@ impl Default for EvalOptions {
             batch_size: 8,
             params: BTreeMap::new(),
             resamples: 1000,
+            open_ended: true,
+            perplexity: None,
         }
     }
 }
@@ -112,6 +118,17 @@ pub struct Predictors {
     pub separability: f64,
 }
 
+/// The A/B effect, the open-ended effect and their gap on the same items.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effects {
+    /// Mean change of logit(matching) − logit(other) at the chosen multiplier.
+    pub mcq: Estimate,
+    /// Mean change of log P(matching text) − log P(other text).
+    pub open: Estimate,
+    /// Mean per-item difference `mcq − open`.
+    pub gap: Estimate,
+}
+
 /// Everything one task × method evaluation found.
 #[derive(Debug, Clone)]
 pub struct McqReport {
@@ -133,6 +150,12 @@ pub struct McqReport {
     pub steerability: Vec<(&'static str, Steerability)>,
     /// Steerability predictors (for steerings at one layer).
     pub predictors: Option<Predictors>,
+    /// Effects at the chosen multiplier (steered minus unsteered) on the test
+    /// items: A/B logit difference, open-ended log-likelihood difference, and
+    /// the per-item gap between them.
+    pub effects: Option<Effects>,
+    /// Perplexity unsteered, steered and with the random steering at the chosen multiplier.
+    pub perplexity: Option<[f64; 3]>,
     /// Seconds spent fitting, sweeping and testing.
     pub seconds: [f64; 3],
     /// The result rows.
@@ -260,7 +283,12 @@ fn predictors(data: &TrainingSet, model: &Llama, layer: usize) -> Result<Predict
 
 /// The training and validation items of an A/B task, as the protocol splits them.
 pub fn split_items(task: &Task) -> Result<(Vec<AbItem>, Vec<AbItem>)> {
-    let pool = read_items(&task.file(&task.spec.train))?;
+    let train = task
+        .spec
+        .train
+        .as_ref()
+        .ok_or_else(|| SuiteError::BadRequest(format!("{} has no training data", task.id())))?;
+    let pool = read_items(&task.file(train))?;
     let (train_idx, val_idx) = train_validation(pool.len(), task.spec.validation_fraction, task.spec.split_seed);
     Ok((
         train_idx.iter().map(|&i| pool[i].clone()).collect(),
@@ -275,11 +303,16 @@ pub fn evaluate_mcq(
     method: &dyn SteeringMethod,
     opts: &EvalOptions,
 ) -> Result<McqReport> {
-    let Format::CaaAb = task.spec.format;
+    if task.spec.format != Format::CaaAb {
+        return Err(SuiteError::BadRequest(format!(
+            "{} is not an A/B task; methods are fitted and chosen on A/B tasks",
+            task.id()
+        )));
+    }
     let info = method.info();
     let model = subject.model;
     let n_layers = model.config().num_hidden_layers;
-    let train_path = task.file(&task.spec.train);
+    let train_path = task.file(task.spec.train.as_deref().unwrap_or_default());
     let test_path = task.file(&task.spec.test);
     let (mut train, mut val) = split_items(task)?;
     let mut test_items = read_items(&test_path)?;
@@ -374,7 +407,7 @@ pub fn evaluate_mcq(
         model,
         &test_prompts,
         &test_letters,
-        &[chosen.clone(), random],
+        &[chosen.clone(), random.clone()],
         &grid,
         opts.batch_size,
     )?;
@@ -398,6 +431,54 @@ pub fn evaluate_mcq(
     }
     let predictors = match chosen_layer {
         Some(l) => Some(predictors(&data, model, l)?),
+        None => None,
+    };
+
+    // The same items in open-ended form, at 0 and the chosen multiplier.
+    let k_star = grid.iter().position(|m| *m == chosen_multiplier).unwrap_or(0);
+    let k_zero = grid.iter().position(|m| *m == 0.0).unwrap_or(0);
+    let mut open_rows: Vec<(usize, [f32; 3])> = Vec::new();
+    if opts.open_ended {
+        let forms: Vec<(usize, crate::open_ended::OpenItem)> = test_items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, it)| crate::open_ended::open_form(it).map(|o| (i, o)))
+            .collect();
+        let open_items: Vec<_> = forms.iter().map(|(_, o)| o.clone()).collect();
+        let tokens = crate::open_ended::open_tokens(subject.tokenizer, &open_items)?;
+        let margins = crate::open_ended::open_margins(
+            model,
+            &tokens,
+            &[chosen.clone(), random.clone()],
+            &[0.0, chosen_multiplier],
+        )?;
+        for (j, (i, _)) in forms.iter().enumerate() {
+            open_rows.push((*i, [margins[0][0][j], margins[0][1][j], margins[1][1][j]]));
+        }
+    }
+    let effects = (!open_rows.is_empty()).then(|| {
+        let mcq: Vec<f64> = open_rows
+            .iter()
+            .map(|(i, _)| (test_margins[0][k_star][*i] - test_margins[0][k_zero][*i]) as f64)
+            .collect();
+        let open: Vec<f64> = open_rows.iter().map(|(_, m)| (m[1] - m[0]) as f64).collect();
+        let gap: Vec<f64> = mcq.iter().zip(&open).map(|(a, b)| a - b).collect();
+        Effects {
+            mcq: bootstrap(&mcq, opts.resamples, opts.seed),
+            open: bootstrap(&open, opts.resamples, opts.seed),
+            gap: bootstrap(&gap, opts.resamples, opts.seed),
+        }
+    });
+
+    // Damage: perplexity with the chosen configuration applied everywhere.
+    let perplexity = match &opts.perplexity {
+        Some(ppl_task) => {
+            let windows = crate::perplexity::windows(ppl_task, subject.tokenizer)?;
+            let plain = crate::perplexity::perplexity(model, &windows, None, 2)?.0;
+            let steered = crate::perplexity::perplexity(model, &windows, Some((&chosen, chosen_multiplier)), 2)?.0;
+            let rand = crate::perplexity::perplexity(model, &windows, Some((&random, chosen_multiplier)), 2)?.0;
+            Some([plain, steered, rand])
+        }
         None => None,
     };
     let test_seconds = started.elapsed().as_secs_f64();
@@ -518,6 +599,60 @@ pub fn evaluate_mcq(
             point(p.separability, train.len()),
         ));
     }
+    let with_suite = |mut r: ResultRow, suite: &str| {
+        r.suite = suite.to_string();
+        r
+    };
+    if !open_rows.is_empty() {
+        for (variant, col, m) in [
+            ("unsteered", 0, 0.0),
+            ("steered", 1, chosen_multiplier),
+            ("random", 2, chosen_multiplier),
+        ] {
+            let values: Vec<f64> = open_rows.iter().map(|(_, v)| v[col] as f64).collect();
+            let e = bootstrap(&values, opts.resamples, opts.seed);
+            rows.push(with_suite(
+                row(variant, "test", chosen_layer, Some(m), "logprob_diff", e),
+                "open_ended",
+            ));
+        }
+        if let Some(e) = &effects {
+            for (metric, est) in [
+                ("mcq_effect", e.mcq),
+                ("open_effect", e.open),
+                ("mcq_minus_open_effect", e.gap),
+            ] {
+                rows.push(with_suite(
+                    row("steered", "test", chosen_layer, Some(chosen_multiplier), metric, est),
+                    "open_ended",
+                ));
+            }
+        }
+    }
+    if let (Some(p), Some(ppl_task)) = (&perplexity, &opts.perplexity) {
+        let tokens = crate::perplexity::windows(ppl_task, subject.tokenizer)?;
+        let n: usize = tokens
+            .rows
+            .iter()
+            .zip(&tokens.score_from)
+            .map(|(r, f)| r.len() - f)
+            .sum();
+        let mut add = |variant: &str, m: f32, metric: &str, v: f64| {
+            let mut r = with_suite(
+                row(variant, "test", chosen_layer, Some(m), metric, point(v, n)),
+                "perplexity",
+            );
+            r.task = ppl_task.spec.name.clone();
+            r.task_version = ppl_task.spec.version;
+            r.data_sha256 = sha256_file(&ppl_task.file(&ppl_task.spec.test)).unwrap_or_default();
+            rows.push(r);
+        };
+        add("unsteered", 0.0, "perplexity", p[0]);
+        add("steered", chosen_multiplier, "perplexity", p[1]);
+        add("random", chosen_multiplier, "perplexity", p[2]);
+        add("steered", chosen_multiplier, "delta_perplexity", p[1] - p[0]);
+        add("random", chosen_multiplier, "delta_perplexity", p[2] - p[0]);
+    }
     Ok(McqReport {
         task: task.id(),
         method: info.name.to_string(),
@@ -528,6 +663,8 @@ pub fn evaluate_mcq(
         test,
         steerability: steer,
         predictors,
+        effects,
+        perplexity,
         seconds: [fit_seconds, val_seconds, test_seconds],
         rows,
     })

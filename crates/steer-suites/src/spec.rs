@@ -12,6 +12,8 @@ use crate::{Result, SuiteError, read_text};
 pub enum Format {
     /// CAA A/B items: a JSON list of `question`, `answer_matching_behavior`, `answer_not_matching_behavior`.
     CaaAb,
+    /// Plain UTF-8 text scored by perplexity.
+    RawText,
 }
 
 /// A task's `task.toml`.
@@ -31,14 +33,26 @@ pub struct TaskSpec {
     pub format: Format,
     /// One line on what the task measures.
     pub description: String,
-    /// The file training and validation items come from (relative to the task folder).
-    pub train: String,
+    /// The file training and validation items come from (relative to the task folder), if any.
+    #[serde(default)]
+    pub train: Option<String>,
     /// The file of test items.
     pub test: String,
     /// Share of `train` items kept for validation.
+    #[serde(default)]
     pub validation_fraction: f64,
     /// Seed of the shuffle that splits `train` into training and validation.
+    #[serde(default)]
     pub split_seed: u64,
+    /// Tokens per window (`raw_text`).
+    #[serde(default)]
+    pub window: Option<usize>,
+    /// Tokens between window starts (`raw_text`).
+    #[serde(default)]
+    pub stride: Option<usize>,
+    /// Tokens of the text that are used (`raw_text`).
+    #[serde(default)]
+    pub max_tokens: Option<usize>,
 }
 
 /// A task: its spec and its folder.
@@ -82,10 +96,30 @@ impl Task {
                 format!("validation_fraction {} is not in [0, 1)", spec.validation_fraction),
             ));
         }
-        for file in [&spec.train, &spec.test] {
+        for file in spec.train.iter().chain([&spec.test]) {
             if !dir.join(file).is_file() {
                 return Err(SuiteError::data(&path, 0, format!("data file '{file}' is missing")));
             }
+        }
+        let needs = |ok: bool, what: &str| -> Result<()> {
+            if ok {
+                Ok(())
+            } else {
+                Err(SuiteError::data(
+                    &path,
+                    0,
+                    format!("format {:?} needs {what}", spec.format),
+                ))
+            }
+        };
+        match spec.format {
+            Format::CaaAb => needs(spec.train.is_some(), "a train file")?,
+            Format::RawText => needs(
+                spec.window.is_some_and(|w| w > 1)
+                    && spec.stride.is_some_and(|s| s > 0 && s < spec.window.unwrap_or(0))
+                    && spec.max_tokens.is_some_and(|m| m > 1),
+                "window > 1, 0 < stride < window and max_tokens > 1",
+            )?,
         }
         Ok(Task {
             spec,

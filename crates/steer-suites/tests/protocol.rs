@@ -25,12 +25,18 @@ fn mcq_slice_with_the_default_model() {
         name: "default".into(),
         sha256: steer_model::model::DEFAULT_MODEL_SHA256.into(),
     };
+    let mut wikitext = catalog.select("perplexity", Some("wikitext2")).unwrap()[0].clone();
+    wikitext.spec.max_tokens = Some(300);
+    wikitext.spec.window = Some(160);
+    wikitext.spec.stride = Some(120);
     let opts = EvalOptions {
         layers: Some(vec![4, 12]),
         multipliers: Some(vec![-4.0, 0.0, 4.0]),
         limit: Some(6),
         seed: 3,
         resamples: 200,
+        open_ended: true,
+        perplexity: Some(wikitext),
         ..EvalOptions::default()
     };
     let method = steer_methods::find("caa").unwrap();
@@ -71,12 +77,30 @@ fn mcq_slice_with_the_default_model() {
     assert!((0.0..=1.0).contains(&s.anti_steerable));
     let p = report.predictors.as_ref().unwrap();
     assert!((-1.0..=1.0).contains(&p.difference_cosine) && (0.0..=1.0).contains(&p.separability));
+    // Open-ended effects exist for every item (all CAA items have line-separated choices).
+    let e = report.effects.as_ref().unwrap();
+    assert_eq!(e.gap.n, 6);
+    assert!((e.mcq.mean - e.open.mean - e.gap.mean).abs() < 1e-9);
+    // Perplexity of real text under the unsteered model is plausible for a 135M model.
+    let [plain, steered, random] = report.perplexity.unwrap();
+    assert!((5.0..200.0).contains(&plain), "perplexity {plain}");
+    assert!(steered.is_finite() && random.is_finite());
     // Rows carry provenance and the same numbers, and the run is deterministic.
+    for r in &report.rows {
+        let data_len = if r.suite == "perplexity" { 64 } else { 129 };
+        assert!(r.model_sha256.len() == 64 && r.data_sha256.len() == data_len, "{r:?}");
+    }
     assert!(
         report
             .rows
             .iter()
-            .all(|r| r.model_sha256.len() == 64 && r.data_sha256.len() == 129)
+            .any(|r| r.suite == "open_ended" && r.metric == "mcq_minus_open_effect")
+    );
+    assert!(
+        report
+            .rows
+            .iter()
+            .any(|r| r.suite == "perplexity" && r.metric == "delta_perplexity")
     );
     let again = evaluate_mcq(&subject, task, method.as_ref(), &opts).unwrap();
     assert_eq!(report.rows, again.rows);

@@ -185,6 +185,12 @@ enum Command {
         /// Write the result rows to this CSV file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Skip the damage measurement (perplexity of the chosen configuration).
+        #[arg(long)]
+        no_degradation: bool,
+        /// Skip the open-ended scoring of the test items.
+        #[arg(long)]
+        no_open_ended: bool,
     },
     /// List the registered steering methods.
     Methods,
@@ -381,7 +387,7 @@ fn run(cli: Cli) -> Result<()> {
                     let task = catalog.select(suite, Some(name))?[0];
                     (
                         steer_suites::protocol::split_items(task)?.0,
-                        task.file(&task.spec.train),
+                        task.file(task.spec.train.as_deref().unwrap_or_default()),
                     )
                 }
                 (None, None) => bail!("give --data or --task"),
@@ -515,11 +521,25 @@ fn run(cli: Cli) -> Result<()> {
             params,
             suites,
             out,
+            no_degradation,
+            no_open_ended,
         } => {
             let fitter = find_method(&method)?;
             let root = suites.unwrap_or_else(steer_suites::spec::default_root);
             let catalog = steer_suites::spec::Catalog::open(&root)?;
-            let tasks = catalog.select(&suite, task.as_deref())?;
+            let tasks: Vec<&steer_suites::spec::Task> = catalog
+                .select(&suite, task.as_deref())?
+                .into_iter()
+                .filter(|t| t.spec.format == steer_suites::spec::Format::CaaAb)
+                .collect();
+            if tasks.is_empty() {
+                bail!("'{suite}' selects no A/B task to fit and choose a steering on");
+            }
+            let perplexity = if no_degradation {
+                None
+            } else {
+                Some(catalog.select("perplexity", Some("wikitext2"))?[0].clone())
+            };
             let loaded = load(&model, &cli.backend)?;
             let subject = steer_suites::protocol::Subject {
                 model: &loaded.model,
@@ -533,6 +553,8 @@ fn run(cli: Cli) -> Result<()> {
                 limit,
                 seed,
                 params: params.into_iter().collect(),
+                open_ended: !no_open_ended,
+                perplexity,
                 ..Default::default()
             };
             let mut rows = Vec::new();
@@ -634,6 +656,28 @@ fn print_report(r: &steer_suites::protocol::McqReport) {
         println!(
             "predictors at the chosen layer: difference cosine {:.3}, separability {:.3}",
             p.difference_cosine, p.separability
+        );
+    }
+    if let Some(e) = &r.effects {
+        println!(
+            "effect at the chosen multiplier: A/B {:.4} [{:.4}, {:.4}], open-ended {:.4} [{:.4}, {:.4}], gap {:.4} [{:.4}, {:.4}] ({} items)",
+            e.mcq.mean,
+            e.mcq.low,
+            e.mcq.high,
+            e.open.mean,
+            e.open.low,
+            e.open.high,
+            e.gap.mean,
+            e.gap.low,
+            e.gap.high,
+            e.gap.n
+        );
+    }
+    if let Some([plain, steered, random]) = r.perplexity {
+        println!(
+            "perplexity (wikitext2): unsteered {plain:.3}, steered {steered:.3} (Δ {:+.3}), random {random:.3} (Δ {:+.3})",
+            steered - plain,
+            random - plain
         );
     }
 }
