@@ -180,12 +180,6 @@ const ROWS_PER_PASS: usize = 32;
 /// under every steering and multiplier: `result[s][k][i]` for steering `s`,
 /// multiplier `multipliers[k]` and item `i`. `prompts[i]` ends where the letter
 /// is predicted; `letters[i]` is `(matching, other)`.
-///
-/// Steerings that leave every prompt token but the last untouched share one
-/// unsteered pass over the rest of each prompt: all of their (steering,
-/// multiplier) variants run as one-token rows after it. Other steerings (those
-/// acting on the whole prompt, and prompt transformations) run whole prompts,
-/// `batch` at a time.
 pub fn letter_margins(
     model: &Llama,
     prompts: &[Vec<u32>],
@@ -194,10 +188,34 @@ pub fn letter_margins(
     multipliers: &[f32],
     batch: usize,
 ) -> Result<Vec<Vec<Vec<f32>>>> {
-    if prompts.iter().any(Vec::is_empty) || prompts.len() != letters.len() {
-        return Err(SuiteError::BadRequest(
-            "every item needs a non-empty prompt and a letter pair".into(),
-        ));
+    if prompts.len() != letters.len() {
+        return Err(SuiteError::BadRequest("every item needs a letter pair".into()));
+    }
+    let margin = |i: usize, row: &[f32]| {
+        let (yes, no) = letters[i];
+        row[yes as usize] - row[no as usize]
+    };
+    last_position_scores(model, prompts, steerings, multipliers, batch, &margin)
+}
+
+/// `score(i, logits)` of the next-token logits after every prompt `i`, under
+/// every steering and multiplier: `result[s][k][i]`.
+///
+/// Steerings that leave every prompt token but the last untouched share one
+/// unsteered pass over the rest of each prompt: all of their (steering,
+/// multiplier) variants run as one-token rows after it. Other steerings (those
+/// acting on the whole prompt, and prompt transformations) run whole prompts,
+/// `batch` at a time.
+pub fn last_position_scores(
+    model: &Llama,
+    prompts: &[Vec<u32>],
+    steerings: &[Steering],
+    multipliers: &[f32],
+    batch: usize,
+    score: &dyn Fn(usize, &[f32]) -> f32,
+) -> Result<Vec<Vec<Vec<f32>>>> {
+    if prompts.iter().any(Vec::is_empty) {
+        return Err(SuiteError::BadRequest("every item needs a non-empty prompt".into()));
     }
     let mut out = vec![vec![Vec::with_capacity(prompts.len()); multipliers.len()]; steerings.len()];
     let last_only = |s: &Steering| {
@@ -207,7 +225,6 @@ pub fn letter_margins(
                 .all(|p| (0..p.len() - 1).all(|pos| !s.positions.contains(pos, p.len())))
     };
     let (fast, slow): (Vec<usize>, Vec<usize>) = (0..steerings.len()).partition(|&s| last_only(&steerings[s]));
-    let margin = |row: &[f32], (yes, no): (u32, u32)| row[yes as usize] - row[no as usize];
     let no_logits = || SuiteError::BadRequest("the model returned no logits".into());
 
     if !fast.is_empty() {
@@ -235,7 +252,7 @@ pub fn letter_margins(
                 (chunk, edits)
             })
             .collect();
-        for (prompt, &ids) in prompts.iter().zip(letters) {
+        for (i, prompt) in prompts.iter().enumerate() {
             let (last, rest) = prompt.split_last().ok_or_else(no_logits)?;
             let shared = if rest.is_empty() {
                 None
@@ -255,7 +272,7 @@ pub fn letter_margins(
                 };
                 let logits = result.logits.ok_or_else(no_logits)?;
                 for (row, &(s, k)) in chunk.iter().enumerate() {
-                    out[s][k].push(margin(logits.row(&[row]), ids));
+                    out[s][k].push(score(i, logits.row(&[row])));
                 }
             }
         }
@@ -275,14 +292,14 @@ pub fn letter_margins(
             } else {
                 Some(model.shared_prefix(&prefix)?)
             };
-            for (chunk, ids) in prompts.chunks(batch.max(1)).zip(letters.chunks(batch.max(1))) {
+            for (c, chunk) in prompts.chunks(batch.max(1)).enumerate() {
                 let result = match &shared {
                     Some(p) => model.forward_after(p, chunk, &req)?,
                     None => model.forward(chunk, &req)?,
                 };
                 let logits = result.logits.ok_or_else(no_logits)?;
-                for (b, &pair) in ids.iter().enumerate() {
-                    out[s][k].push(margin(logits.row(&[b]), pair));
+                for b in 0..chunk.len() {
+                    out[s][k].push(score(c * batch.max(1) + b, logits.row(&[b])));
                 }
             }
         }

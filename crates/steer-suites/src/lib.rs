@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod ab;
+pub mod icl;
 pub mod jsonl;
 pub mod open_ended;
 pub mod perplexity;

@@ -9,7 +9,7 @@ use steer_methods::{Steering, SteeringKind};
 use steer_model::{ChatMessage, ChatTokenizer, Llama};
 
 use crate::ab::AbItem;
-use crate::scoring::row_log_likelihoods;
+use crate::scoring::{anchored, row_log_likelihoods};
 use crate::{Result, SuiteError};
 
 /// An A/B item without letters.
@@ -124,12 +124,13 @@ pub fn open_margins(
             let touches_rest = matches!(steering.kind, SteeringKind::Prompt { .. })
                 || (0..p - 1).any(|pos| steering.positions.contains(pos, p));
             for (k, &m) in multipliers.iter().enumerate() {
-                let edits = steering.edits(m);
                 let ll = if !touches_rest || m == 0.0 {
+                    let edits = anchored(steering, p).edits(m);
                     let rows = [cont(&item.matching), cont(&item.other)];
                     row_log_likelihoods(model, shared.as_ref(), &rows, &[1, 1], &edits)?
                 } else {
                     let prefix = steering.prompt(&[], m);
+                    let edits = anchored(steering, prefix.len() + p).edits(m);
                     let rows = [full(&prefix, &item.matching), full(&prefix, &item.other)];
                     let from = prefix.len() + p;
                     row_log_likelihoods(model, None, &rows, &[from, from], &edits)?

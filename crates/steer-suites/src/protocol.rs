@@ -296,6 +296,72 @@ pub fn split_items(task: &Task) -> Result<(Vec<AbItem>, Vec<AbItem>)> {
     ))
 }
 
+/// Fits `method` at every layer of `layers` on `data` (activations read once),
+/// or once when its steering does not live at one layer. Returns the
+/// steerings and the layer each stands for (`None`: no single layer).
+pub fn fit_sweep(
+    model: &Llama,
+    method: &dyn SteeringMethod,
+    data: &mut TrainingSet,
+    layers: &[usize],
+    opts: &EvalOptions,
+) -> Result<(Vec<Steering>, Vec<Option<usize>>)> {
+    data.cache_activations(model, layers, opts.batch_size)?;
+    let config = FitConfig {
+        layer: layers[0],
+        seed: opts.seed,
+        batch_size: opts.batch_size,
+        params: opts.params.clone(),
+    };
+    let first = method.fit(model, data, &config)?;
+    if first.layers() != vec![layers[0]] {
+        return Ok((vec![first], vec![None]));
+    }
+    let mut all = method.fit_layers(model, data, &layers[1..], &config)?;
+    all.insert(0, first);
+    Ok((all, layers.iter().map(|&l| Some(l)).collect()))
+}
+
+/// Index of the chosen point of a sweep laid out `[steering][multiplier]`:
+/// the highest score among positive multipliers; ties go to the earlier
+/// steering and the smaller multiplier.
+pub fn choose(scores: &[f64], grid: &[f32]) -> Result<usize> {
+    let mut best: Option<usize> = None;
+    for (i, score) in scores.iter().enumerate() {
+        if grid[i % grid.len()] <= 0.0 {
+            continue;
+        }
+        if best.is_none_or(|b| *score > scores[b]) {
+            best = Some(i);
+        }
+    }
+    best.ok_or_else(|| SuiteError::BadRequest("no positive multiplier to choose".into()))
+}
+
+/// Checks the sweep's layers and multiplier grid.
+fn sweep_settings(model: &Llama, method: &dyn SteeringMethod, opts: &EvalOptions) -> Result<(Vec<usize>, Vec<f32>)> {
+    let n_layers = model.config().num_hidden_layers;
+    let layers: Vec<usize> = opts.layers.clone().unwrap_or_else(|| (0..n_layers).collect());
+    if let Some(bad) = layers.iter().find(|&&l| l >= n_layers) {
+        return Err(SuiteError::BadRequest(format!(
+            "layer {bad} is out of range: the model has {n_layers} layers"
+        )));
+    }
+    if layers.is_empty() {
+        return Err(SuiteError::BadRequest("no layers to sweep".into()));
+    }
+    let grid: Vec<f32> = opts
+        .multipliers
+        .clone()
+        .unwrap_or_else(|| method.info().multipliers.to_vec());
+    if !grid.iter().any(|m| *m > 0.0) || !grid.contains(&0.0) {
+        return Err(SuiteError::BadRequest(format!(
+            "the multiplier grid {grid:?} needs 0 and at least one positive value"
+        )));
+    }
+    Ok((layers, grid))
+}
+
 /// Evaluates `method` on an A/B task (see the module documentation).
 pub fn evaluate_mcq(
     subject: &Subject,
@@ -311,7 +377,6 @@ pub fn evaluate_mcq(
     }
     let info = method.info();
     let model = subject.model;
-    let n_layers = model.config().num_hidden_layers;
     let train_path = task.file(task.spec.train.as_deref().unwrap_or_default());
     let test_path = task.file(&task.spec.test);
     let (mut train, mut val) = split_items(task)?;
@@ -328,46 +393,12 @@ pub fn evaluate_mcq(
             )));
         }
     }
-    let layers: Vec<usize> = opts.layers.clone().unwrap_or_else(|| (0..n_layers).collect());
-    if let Some(bad) = layers.iter().find(|&&l| l >= n_layers) {
-        return Err(SuiteError::BadRequest(format!(
-            "layer {bad} is out of range: the model has {n_layers} layers"
-        )));
-    }
-    if layers.is_empty() {
-        return Err(SuiteError::BadRequest("no layers to sweep".into()));
-    }
-    let grid: Vec<f32> = opts.multipliers.clone().unwrap_or_else(|| info.multipliers.to_vec());
-    if !grid.iter().any(|m| *m > 0.0) || !grid.contains(&0.0) {
-        return Err(SuiteError::BadRequest(format!(
-            "the multiplier grid {grid:?} needs 0 and at least one positive value"
-        )));
-    }
+    let (layers, grid) = sweep_settings(model, method, opts)?;
 
     // Fit on the training split, reading activations once for every layer.
     let started = Instant::now();
     let mut data = training_set(subject.tokenizer, &train)?;
-    data.cache_activations(model, &layers, opts.batch_size)?;
-    let config = FitConfig {
-        layer: layers[0],
-        seed: opts.seed,
-        batch_size: opts.batch_size,
-        params: opts.params.clone(),
-    };
-    let first = method.fit(model, &data, &config)?;
-    let layer_free = first.layers() != vec![layers[0]];
-    let steerings: Vec<Steering> = if layer_free {
-        vec![first]
-    } else {
-        let mut rest = method.fit_layers(model, &data, &layers[1..], &config)?;
-        rest.insert(0, first);
-        rest
-    };
-    let sweep_layers: Vec<Option<usize>> = if layer_free {
-        vec![None]
-    } else {
-        layers.iter().map(|&l| Some(l)).collect()
-    };
+    let (steerings, sweep_layers) = fit_sweep(model, method, &mut data, &layers, opts)?;
     let fit_seconds = started.elapsed().as_secs_f64();
 
     // Validation sweep and the choice.
@@ -386,16 +417,9 @@ pub fn evaluate_mcq(
             });
         }
     }
-    let (chosen_index, best) = sweep
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.multiplier > 0.0)
-        .fold(None::<(usize, &SweepPoint)>, |acc, (i, p)| match acc {
-            Some((_, b)) if b.p_matching >= p.p_matching => acc,
-            _ => Some((i, p)),
-        })
-        .ok_or_else(|| SuiteError::BadRequest("no positive multiplier to choose".into()))?;
-    let (chosen_layer, chosen_multiplier) = (best.layer, best.multiplier);
+    let scores: Vec<f64> = sweep.iter().map(|p| p.p_matching).collect();
+    let chosen_index = choose(&scores, &grid)?;
+    let (chosen_layer, chosen_multiplier) = (sweep[chosen_index].layer, sweep[chosen_index].multiplier);
     let chosen = steerings[chosen_index / grid.len()].clone();
     let val_seconds = started.elapsed().as_secs_f64();
 
@@ -471,16 +495,8 @@ pub fn evaluate_mcq(
     });
 
     // Damage: perplexity with the chosen configuration applied everywhere.
-    let perplexity = match &opts.perplexity {
-        Some(ppl_task) => {
-            let windows = crate::perplexity::windows(ppl_task, subject.tokenizer)?;
-            let plain = crate::perplexity::perplexity(model, &windows, None, 2)?.0;
-            let steered = crate::perplexity::perplexity(model, &windows, Some((&chosen, chosen_multiplier)), 2)?.0;
-            let rand = crate::perplexity::perplexity(model, &windows, Some((&random, chosen_multiplier)), 2)?.0;
-            Some([plain, steered, rand])
-        }
-        None => None,
-    };
+    let damage = damage(subject, opts, &chosen, &random, chosen_multiplier)?;
+    let perplexity = damage.map(|(p, _)| p);
     let test_seconds = started.elapsed().as_secs_f64();
 
     // Rows.
@@ -629,29 +645,23 @@ pub fn evaluate_mcq(
             }
         }
     }
-    if let (Some(p), Some(ppl_task)) = (&perplexity, &opts.perplexity) {
-        let tokens = crate::perplexity::windows(ppl_task, subject.tokenizer)?;
-        let n: usize = tokens
-            .rows
-            .iter()
-            .zip(&tokens.score_from)
-            .map(|(r, f)| r.len() - f)
-            .sum();
-        let mut add = |variant: &str, m: f32, metric: &str, v: f64| {
+    if let (Some((p, n)), Some(ppl_task)) = (&damage, &opts.perplexity) {
+        for (variant, m, metric, v) in [
+            ("unsteered", 0.0, "perplexity", p[0]),
+            ("steered", chosen_multiplier, "perplexity", p[1]),
+            ("random", chosen_multiplier, "perplexity", p[2]),
+            ("steered", chosen_multiplier, "delta_perplexity", p[1] - p[0]),
+            ("random", chosen_multiplier, "delta_perplexity", p[2] - p[0]),
+        ] {
             let mut r = with_suite(
-                row(variant, "test", chosen_layer, Some(m), metric, point(v, n)),
+                row(variant, "test", chosen_layer, Some(m), metric, point(v, *n)),
                 "perplexity",
             );
             r.task = ppl_task.spec.name.clone();
             r.task_version = ppl_task.spec.version;
-            r.data_sha256 = sha256_file(&ppl_task.file(&ppl_task.spec.test)).unwrap_or_default();
+            r.data_sha256 = sha256_file(&ppl_task.file(&ppl_task.spec.test))?;
             rows.push(r);
-        };
-        add("unsteered", 0.0, "perplexity", p[0]);
-        add("steered", chosen_multiplier, "perplexity", p[1]);
-        add("random", chosen_multiplier, "perplexity", p[2]);
-        add("steered", chosen_multiplier, "delta_perplexity", p[1] - p[0]);
-        add("random", chosen_multiplier, "delta_perplexity", p[2] - p[0]);
+        }
     }
     Ok(McqReport {
         task: task.id(),
@@ -665,6 +675,270 @@ pub fn evaluate_mcq(
         predictors,
         effects,
         perplexity,
+        seconds: [fit_seconds, val_seconds, test_seconds],
+        rows,
+    })
+}
+
+/// Perplexity unsteered, with `chosen` and with `random`, both at `multiplier`.
+fn damage(
+    subject: &Subject,
+    opts: &EvalOptions,
+    chosen: &Steering,
+    random: &Steering,
+    multiplier: f32,
+) -> Result<Option<([f64; 3], usize)>> {
+    let Some(task) = &opts.perplexity else {
+        return Ok(None);
+    };
+    let windows = crate::perplexity::windows(task, subject.tokenizer)?;
+    let (plain, n) = crate::perplexity::perplexity(subject.model, &windows, None, 2)?;
+    let steered = crate::perplexity::perplexity(subject.model, &windows, Some((chosen, multiplier)), 2)?.0;
+    let rand = crate::perplexity::perplexity(subject.model, &windows, Some((random, multiplier)), 2)?.0;
+    Ok(Some(([plain, steered, rand], n)))
+}
+
+/// Validation top-1 accuracy of one (layer, multiplier) on a function task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IclSweepPoint {
+    /// Steered layer (`None` for a steering without a single layer).
+    pub layer: Option<usize>,
+    /// Multiplier.
+    pub multiplier: f32,
+    /// Share of items whose first answer token is the top prediction.
+    pub top1: f64,
+}
+
+/// Everything one function task × method evaluation found.
+#[derive(Debug, Clone)]
+pub struct IclReport {
+    /// `suite/task`.
+    pub task: String,
+    /// Method name.
+    pub method: String,
+    /// Items in the training, validation and test splits.
+    pub sizes: [usize; 3],
+    /// The validation sweep (zero-shot, steered).
+    pub sweep: Vec<IclSweepPoint>,
+    /// Chosen layer.
+    pub chosen_layer: Option<usize>,
+    /// Chosen multiplier.
+    pub chosen_multiplier: f32,
+    /// Test top-1: `(variant, multiplier, estimate)` for the steered grid
+    /// (multiplier 0 is zero-shot unsteered), the random steering at the chosen
+    /// multiplier, and few-shot prompting (multiplier 0).
+    pub test: Vec<(&'static str, f32, Estimate)>,
+    /// Perplexity unsteered, steered and random at the chosen multiplier.
+    pub perplexity: Option<[f64; 3]>,
+    /// Seconds spent fitting, sweeping and testing.
+    pub seconds: [f64; 3],
+    /// The result rows.
+    pub rows: Vec<ResultRow>,
+}
+
+/// Evaluates `method` on a function-vector task: fit on training pairs,
+/// choose layer and multiplier by zero-shot top-1 on validation, report test
+/// zero-shot steered, unsteered, random and few-shot.
+pub fn evaluate_icl(
+    subject: &Subject,
+    task: &Task,
+    method: &dyn SteeringMethod,
+    opts: &EvalOptions,
+) -> Result<IclReport> {
+    use crate::icl::{argmax, few_shot_prefix, prompts_and_answers, read_pairs};
+    let spec = &task.spec;
+    if spec.format != Format::IclPairs {
+        return Err(SuiteError::BadRequest(format!(
+            "{} is not a function-vector task",
+            task.id()
+        )));
+    }
+    let info = method.info();
+    let model = subject.model;
+    let path = task.file(&spec.test);
+    let pairs = read_pairs(&path)?;
+    let [tr, va, te] = crate::split::three_way(
+        pairs.len(),
+        spec.validation_fraction,
+        spec.test_fraction,
+        spec.split_seed,
+    );
+    let limit = opts.limit.unwrap_or(usize::MAX);
+    let pick =
+        |idx: &[usize]| -> Vec<crate::icl::IclPair> { idx.iter().take(limit).map(|&i| pairs[i].clone()).collect() };
+    let (train, val, test) = (pick(&tr), pick(&va), pick(&te));
+    for (name, split) in [("training", &train), ("validation", &val), ("test", &test)] {
+        if split.is_empty() {
+            return Err(SuiteError::BadRequest(format!(
+                "{}: the {name} split is empty",
+                task.id()
+            )));
+        }
+    }
+    let (layers, grid) = sweep_settings(model, method, opts)?;
+
+    let started = Instant::now();
+    let mut data = crate::icl::training_set(subject.tokenizer, &train)?;
+    let (steerings, sweep_layers) = fit_sweep(model, method, &mut data, &layers, opts)?;
+    let fit_seconds = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let (val_prompts, val_answers) = prompts_and_answers(subject.tokenizer, &val)?;
+    let hit = |answers: &[u32]| {
+        let answers = answers.to_vec();
+        move |i: usize, row: &[f32]| if argmax(row) == answers[i] { 1.0 } else { 0.0 }
+    };
+    let scores = crate::ab::last_position_scores(
+        model,
+        &val_prompts,
+        &steerings,
+        &grid,
+        opts.batch_size,
+        &hit(&val_answers),
+    )?;
+    let mut sweep = Vec::new();
+    for (s, layer) in sweep_layers.iter().enumerate() {
+        for (k, &m) in grid.iter().enumerate() {
+            let v = &scores[s][k];
+            sweep.push(IclSweepPoint {
+                layer: *layer,
+                multiplier: m,
+                top1: v.iter().map(|x| *x as f64).sum::<f64>() / v.len() as f64,
+            });
+        }
+    }
+    let top: Vec<f64> = sweep.iter().map(|p| p.top1).collect();
+    let chosen_index = choose(&top, &grid)?;
+    let (chosen_layer, chosen_multiplier) = (sweep[chosen_index].layer, sweep[chosen_index].multiplier);
+    let chosen = steerings[chosen_index / grid.len()].clone();
+    let val_seconds = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let random = random_like(&chosen, &data, model, opts.seed)?;
+    let (test_prompts, test_answers) = prompts_and_answers(subject.tokenizer, &test)?;
+    let hits = hit(&test_answers);
+    let steered =
+        crate::ab::last_position_scores(model, &test_prompts, &[chosen.clone()], &grid, opts.batch_size, &hits)?;
+    let rand = crate::ab::last_position_scores(
+        model,
+        &test_prompts,
+        &[random.clone()],
+        &[chosen_multiplier],
+        opts.batch_size,
+        &hits,
+    )?;
+    // Few-shot prompting: `shots` training pairs chosen with the seed, in front of every test prompt.
+    let shots = spec.shots.unwrap_or(5).min(train.len());
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    {
+        use rand::seq::SliceRandom;
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(opts.seed));
+    }
+    let demos: Vec<_> = order[..shots].iter().map(|&i| train[i].clone()).collect();
+    let few_shot = Steering {
+        method: "few-shot".into(),
+        kind: SteeringKind::Prompt {
+            positive: few_shot_prefix(subject.tokenizer, &demos)?,
+            negative: Vec::new(),
+        },
+        positions: steer_model::Positions::All,
+        params: BTreeMap::new(),
+        metadata: BTreeMap::new(),
+    };
+    let few = crate::ab::last_position_scores(model, &test_prompts, &[few_shot], &[1.0], opts.batch_size, &hits)?;
+    let est = |v: &[f32]| {
+        bootstrap(
+            &v.iter().map(|x| *x as f64).collect::<Vec<_>>(),
+            opts.resamples,
+            opts.seed,
+        )
+    };
+    let mut test_lines: Vec<(&'static str, f32, Estimate)> = grid
+        .iter()
+        .enumerate()
+        .map(|(k, &m)| (if m == 0.0 { "unsteered" } else { "steered" }, m, est(&steered[0][k])))
+        .collect();
+    test_lines.push(("random", chosen_multiplier, est(&rand[0][0])));
+    test_lines.push(("few_shot", 0.0, est(&few[0][0])));
+    let ppl = damage(subject, opts, &chosen, &random, chosen_multiplier)?;
+    let test_seconds = started.elapsed().as_secs_f64();
+
+    let data_sha256 = sha256_file(&path)?;
+    let row = |variant: &str, split: &str, layer: Option<usize>, m: Option<f32>, metric: &str, e: Estimate| {
+        let ci = e.n > 1 && e.low != e.high;
+        ResultRow {
+            model: subject.name.clone(),
+            method: info.name.to_string(),
+            variant: variant.to_string(),
+            suite: spec.suite.clone(),
+            task: spec.name.clone(),
+            split: split.to_string(),
+            layer,
+            multiplier: m,
+            metric: metric.to_string(),
+            value: e.mean,
+            ci_low: ci.then_some(e.low),
+            ci_high: ci.then_some(e.high),
+            n: e.n,
+            seed: opts.seed,
+            task_version: spec.version,
+            model_sha256: subject.sha256.clone(),
+            data_sha256: data_sha256.clone(),
+        }
+    };
+    let point = |v: f64, n: usize| Estimate {
+        mean: v,
+        low: v,
+        high: v,
+        n,
+    };
+    let mut rows = Vec::new();
+    for p in &sweep {
+        rows.push(row(
+            "steered",
+            "validation",
+            p.layer,
+            Some(p.multiplier),
+            "top1",
+            point(p.top1, val.len()),
+        ));
+    }
+    rows.push(row(
+        "choice",
+        "validation",
+        chosen_layer,
+        Some(chosen_multiplier),
+        "chosen",
+        point(1.0, val.len()),
+    ));
+    for (variant, m, e) in &test_lines {
+        rows.push(row(variant, "test", chosen_layer, Some(*m), "top1", *e));
+    }
+    if let (Some((p, n)), Some(ppl_task)) = (&ppl, &opts.perplexity) {
+        for (variant, m, metric, v) in [
+            ("unsteered", 0.0, "perplexity", p[0]),
+            ("steered", chosen_multiplier, "perplexity", p[1]),
+            ("random", chosen_multiplier, "perplexity", p[2]),
+            ("steered", chosen_multiplier, "delta_perplexity", p[1] - p[0]),
+            ("random", chosen_multiplier, "delta_perplexity", p[2] - p[0]),
+        ] {
+            let mut r = row(variant, "test", chosen_layer, Some(m), metric, point(v, *n));
+            r.suite = "perplexity".into();
+            r.task = ppl_task.spec.name.clone();
+            r.task_version = ppl_task.spec.version;
+            r.data_sha256 = sha256_file(&ppl_task.file(&ppl_task.spec.test))?;
+            rows.push(r);
+        }
+    }
+    Ok(IclReport {
+        task: task.id(),
+        method: info.name.to_string(),
+        sizes: [train.len(), val.len(), test.len()],
+        sweep,
+        chosen_layer,
+        chosen_multiplier,
+        test: test_lines,
+        perplexity: ppl.map(|(p, _)| p),
         seconds: [fit_seconds, val_seconds, test_seconds],
         rows,
     })

@@ -23,7 +23,7 @@ pub fn row_log_likelihoods(
     score_from: &[usize],
     edits: &[Edit],
 ) -> Result<Vec<f64>> {
-    if rows.len() != score_from.len() || rows.iter().zip(score_from).any(|(r, &s)| s == 0 || s >= r.len() + 1) {
+    if rows.len() != score_from.len() || rows.iter().zip(score_from).any(|(r, &s)| s == 0 || s > r.len()) {
         return Err(SuiteError::BadRequest(
             "each scored row needs a context token before the tokens it scores".into(),
         ));
@@ -62,4 +62,21 @@ pub fn everywhere(steering: &Steering, multiplier: f32) -> (Vec<Edit>, Vec<u32>)
         _ => Vec::new(),
     };
     (all.edits(multiplier), prefix)
+}
+
+/// `steering` with its positions pinned to a prompt of `prompt_len` tokens, for
+/// rows that continue past the prompt (a forward pass counts a whole row as
+/// the prompt): "from the last prompt token on" becomes "from position
+/// `prompt_len − 1` on", and so on.
+pub fn anchored(steering: &Steering, prompt_len: usize) -> Steering {
+    use steer_model::Positions;
+    let mut s = steering.clone();
+    let last = prompt_len.saturating_sub(1);
+    s.positions = match &steering.positions {
+        Positions::PromptEndOnward => Positions::From(last),
+        Positions::LastPrompt => Positions::At(vec![last]),
+        Positions::Generated => Positions::From(prompt_len),
+        other => other.clone(),
+    };
+    s
 }

@@ -14,6 +14,8 @@ pub enum Format {
     CaaAb,
     /// Plain UTF-8 text scored by perplexity.
     RawText,
+    /// Function-vector pairs: a JSON list of `input`, `output`.
+    IclPairs,
 }
 
 /// A task's `task.toml`.
@@ -44,6 +46,12 @@ pub struct TaskSpec {
     /// Seed of the shuffle that splits `train` into training and validation.
     #[serde(default)]
     pub split_seed: u64,
+    /// Share of the items kept for testing when one file holds them all (`icl_pairs`).
+    #[serde(default)]
+    pub test_fraction: f64,
+    /// Demonstrations in a few-shot prompt (`icl_pairs`).
+    #[serde(default)]
+    pub shots: Option<usize>,
     /// Tokens per window (`raw_text`).
     #[serde(default)]
     pub window: Option<usize>,
@@ -114,6 +122,13 @@ impl Task {
         };
         match spec.format {
             Format::CaaAb => needs(spec.train.is_some(), "a train file")?,
+            Format::IclPairs => needs(
+                spec.train.as_deref() == Some(spec.test.as_str())
+                    && spec.test_fraction > 0.0
+                    && spec.test_fraction + spec.validation_fraction < 1.0
+                    && spec.shots.is_some_and(|k| k > 0),
+                "train = test, test_fraction > 0, test_fraction + validation_fraction < 1 and shots > 0",
+            )?,
             Format::RawText => needs(
                 spec.window.is_some_and(|w| w > 1)
                     && spec.stride.is_some_and(|s| s > 0 && s < spec.window.unwrap_or(0))

@@ -18,7 +18,8 @@ fn scratch(name: &str) -> PathBuf {
 fn every_task_opens_and_its_data_matches_the_checksums() {
     let root = default_root();
     let catalog = Catalog::open(&root).unwrap();
-    assert!(catalog.tasks.len() >= 8);
+    assert!(catalog.tasks.len() >= 14);
+    assert_eq!(catalog.select("icl", None).unwrap().len(), 6);
     let mut ids: Vec<String> = catalog.tasks.iter().map(Task::id).collect();
     let n = ids.len();
     ids.dedup();
@@ -36,6 +37,10 @@ fn every_task_opens_and_its_data_matches_the_checksums() {
     }
     for task in &catalog.tasks {
         assert!(task.dir.join("README.md").is_file(), "{}: README", task.id());
+        if task.spec.format == steer_suites::spec::Format::IclPairs {
+            let pairs = steer_suites::icl::read_pairs(&task.file(&task.spec.test)).unwrap();
+            assert!(pairs.len() >= 150, "{}", task.id());
+        }
         if task.spec.format == steer_suites::spec::Format::CaaAb {
             let train = read_items(&task.file(task.spec.train.as_deref().unwrap())).unwrap();
             let test = read_items(&task.file(&task.spec.test)).unwrap();
@@ -138,4 +143,39 @@ fn bad_specs_are_errors() {
         assert!(msg.contains("task.toml") && msg.contains(needle), "{msg}");
     }
     std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn malformed_icl_pairs_name_file_and_line() {
+    let dir = scratch("bad-icl");
+    for (name, text, line, needle) in [
+        (
+            "missing.json",
+            "[\n {\"input\": \"a\", \"output\": \"b\"},\n {\"input\": \"c\"}\n]",
+            3,
+            "missing field",
+        ),
+        (
+            "empty.json",
+            "[{\"input\": \"a\",\n \"output\": \" \"}]",
+            1,
+            "empty input or output",
+        ),
+        (
+            "extra.json",
+            "[\n\n{\"input\": \"a\", \"output\": \"b\", \"x\": 1}]",
+            3,
+            "unknown field",
+        ),
+        ("none.json", "[]", 1, "no items"),
+    ] {
+        let path = write(&dir, name, text);
+        let msg = steer_suites::icl::read_pairs(&path).unwrap_err().to_string();
+        assert!(
+            msg.starts_with(&format!("{}:{line}: ", path.display())),
+            "{name}: {msg}"
+        );
+        assert!(msg.contains(needle), "{name}: {msg}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

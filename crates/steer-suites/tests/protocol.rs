@@ -107,3 +107,38 @@ fn mcq_slice_with_the_default_model() {
     let csv = steer_suites::rows::to_csv(&report.rows).unwrap();
     assert_eq!(String::from_utf8(csv).unwrap().lines().count(), report.rows.len() + 1);
 }
+
+#[test]
+fn icl_slice_with_the_default_model() {
+    let loaded = default_model();
+    let catalog = Catalog::open(&default_root()).unwrap();
+    let task = catalog.select("icl", Some("country-capital")).unwrap()[0];
+    let subject = Subject {
+        model: &loaded.model,
+        tokenizer: &loaded.tokenizer,
+        name: "default".into(),
+        sha256: steer_model::model::DEFAULT_MODEL_SHA256.into(),
+    };
+    let opts = EvalOptions {
+        layers: Some(vec![6]),
+        multipliers: Some(vec![-1.0, 0.0, 1.0]),
+        limit: Some(8),
+        resamples: 100,
+        ..EvalOptions::default()
+    };
+    let method = steer_methods::find("caa").unwrap();
+    let report = steer_suites::protocol::evaluate_icl(&subject, task, method.as_ref(), &opts).unwrap();
+    assert_eq!(report.sizes, [8, 8, 8]);
+    assert_eq!((report.chosen_layer, report.chosen_multiplier), (Some(6), 1.0));
+    let variants: Vec<&str> = report.test.iter().map(|t| t.0).collect();
+    assert_eq!(variants, ["steered", "unsteered", "steered", "random", "few_shot"]);
+    for (_, _, e) in &report.test {
+        assert!((0.0..=1.0).contains(&e.mean) && e.n == 8);
+        // Top-1 is a share of 8 items.
+        assert!(((e.mean * 8.0).round() - e.mean * 8.0).abs() < 1e-9);
+    }
+    // Demonstrations help a 135M model name capitals: few-shot beats zero-shot.
+    let few = report.test.iter().find(|t| t.0 == "few_shot").unwrap().2.mean;
+    let zero = report.test.iter().find(|t| t.0 == "unsteered").unwrap().2.mean;
+    assert!(few >= zero, "few-shot {few} vs zero-shot {zero}");
+}

@@ -34,8 +34,8 @@ fn row_likelihoods_match_full_logits() {
         assert!(want < 0.0);
     }
     // After a shared prefix the continuation is scored in its full context.
-    let prefix = model.shared_prefix(&[3, 9]).unwrap();
-    let after = row_log_likelihoods(&model, Some(&prefix), &[vec![27, 81, 5]], &[1], &[]).unwrap();
+    let prefix = model.shared_prefix(&[3]).unwrap();
+    let after = row_log_likelihoods(&model, Some(&prefix), &[vec![9, 27, 81, 5]], &[1], &[]).unwrap();
     assert!((after[0] - got[0]).abs() < 1e-4);
     assert!(row_log_likelihoods(&model, None, &rows, &[0, 1], &[]).is_err());
 }
@@ -46,4 +46,52 @@ fn log_prob_is_a_normalised_log_softmax() {
     let total: f64 = (0..3).map(|t| log_prob(&logits, t).exp()).sum();
     assert!((total - 1.0).abs() < 1e-12);
     assert!(log_prob(&logits, 2) > log_prob(&logits, 0));
+}
+
+#[test]
+fn open_margins_steer_the_answer_tokens() {
+    use std::collections::BTreeMap;
+    use steer_methods::{Steering, SteeringKind};
+    use steer_model::{Edit, Positions};
+    use steer_suites::open_ended::{OpenTokens, open_margins};
+
+    let model = tiny();
+    let item = OpenTokens {
+        prompt: vec![4, 8, 15, 16],
+        matching: vec![23, 42, 7],
+        other: vec![90, 3],
+    };
+    let vector: Vec<f32> = (0..32).map(|i| (i as f32 * 0.7).cos()).collect();
+    let steering = Steering {
+        method: "t".into(),
+        kind: SteeringKind::Additive {
+            vectors: vec![(1, vector.clone())],
+        },
+        positions: Positions::PromptEndOnward,
+        params: BTreeMap::new(),
+        metadata: BTreeMap::new(),
+    };
+    let got = open_margins(&model, std::slice::from_ref(&item), &[steering], &[0.0, 2.0]).unwrap();
+    let direct = |m: f32, answer: &[u32]| -> f64 {
+        let edit = Edit::AddVector {
+            layer: 1,
+            vector: vector.iter().map(|x| x * m).collect(),
+            positions: Positions::From(item.prompt.len() - 1),
+            multipliers: Vec::new(),
+        };
+        let row = [item.prompt.as_slice(), answer].concat();
+        row_log_likelihoods(&model, None, &[row], &[item.prompt.len()], &[edit]).unwrap()[0]
+    };
+    for (k, m) in [0.0f32, 2.0].into_iter().enumerate() {
+        let want = direct(m, &item.matching) - direct(m, &item.other);
+        assert!(
+            (got[0][k][0] as f64 - want).abs() < 1e-3,
+            "m={m}: {} vs {want}",
+            got[0][k][0]
+        );
+    }
+    assert!(
+        (got[0][1][0] - got[0][0][0]).abs() > 1e-3,
+        "steering the answer changed nothing"
+    );
 }

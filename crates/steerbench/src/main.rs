@@ -530,10 +530,10 @@ fn run(cli: Cli) -> Result<()> {
             let tasks: Vec<&steer_suites::spec::Task> = catalog
                 .select(&suite, task.as_deref())?
                 .into_iter()
-                .filter(|t| t.spec.format == steer_suites::spec::Format::CaaAb)
+                .filter(|t| t.spec.format != steer_suites::spec::Format::RawText)
                 .collect();
             if tasks.is_empty() {
-                bail!("'{suite}' selects no A/B task to fit and choose a steering on");
+                bail!("'{suite}' selects no task to fit and choose a steering on (perplexity is measured with each)");
             }
             let perplexity = if no_degradation {
                 None
@@ -559,9 +559,15 @@ fn run(cli: Cli) -> Result<()> {
             };
             let mut rows = Vec::new();
             for task in tasks {
-                let report = steer_suites::protocol::evaluate_mcq(&subject, task, fitter.as_ref(), &opts)?;
-                print_report(&report);
-                rows.extend(report.rows);
+                if task.spec.format == steer_suites::spec::Format::IclPairs {
+                    let report = steer_suites::protocol::evaluate_icl(&subject, task, fitter.as_ref(), &opts)?;
+                    print_icl_report(&report);
+                    rows.extend(report.rows);
+                } else {
+                    let report = steer_suites::protocol::evaluate_mcq(&subject, task, fitter.as_ref(), &opts)?;
+                    print_report(&report);
+                    rows.extend(report.rows);
+                }
             }
             if let Some(path) = out {
                 write_atomic(&path, &steer_suites::rows::to_csv(&rows)?)?;
@@ -671,6 +677,44 @@ fn print_report(r: &steer_suites::protocol::McqReport) {
             e.gap.low,
             e.gap.high,
             e.gap.n
+        );
+    }
+    if let Some([plain, steered, random]) = r.perplexity {
+        println!(
+            "perplexity (wikitext2): unsteered {plain:.3}, steered {steered:.3} (Δ {:+.3}), random {random:.3} (Δ {:+.3})",
+            steered - plain,
+            random - plain
+        );
+    }
+}
+
+/// Prints the choice and the test table of a function-task evaluation.
+fn print_icl_report(r: &steer_suites::protocol::IclReport) {
+    let layer = |l: Option<usize>| l.map_or("all".to_string(), |l| l.to_string());
+    println!(
+        "\n{} — {}: {} training, {} validation, {} test items (fit {:.0} s, sweep {:.0} s, test {:.0} s)",
+        r.task, r.method, r.sizes[0], r.sizes[1], r.sizes[2], r.seconds[0], r.seconds[1], r.seconds[2]
+    );
+    let mut best: Vec<(Option<usize>, f64)> = Vec::new();
+    for p in r.sweep.iter().filter(|p| p.multiplier > 0.0) {
+        match best.iter_mut().find(|b| b.0 == p.layer) {
+            Some(b) if b.1 < p.top1 => b.1 = p.top1,
+            Some(_) => {}
+            None => best.push((p.layer, p.top1)),
+        }
+    }
+    let line: Vec<String> = best.iter().map(|(l, v)| format!("{}:{v:.2}", layer(*l))).collect();
+    println!("validation, best zero-shot top-1 per layer: {}", line.join(" "));
+    println!(
+        "chosen on validation: layer {}, multiplier {}",
+        layer(r.chosen_layer),
+        r.chosen_multiplier
+    );
+    println!("{:<10} {:>10} {:>26}", "variant", "multiplier", "top-1 [95% CI]");
+    for (variant, m, e) in &r.test {
+        println!(
+            "{variant:<10} {m:>10} {:>9.3} [{:>6.3}, {:>6.3}]",
+            e.mean, e.low, e.high
         );
     }
     if let Some([plain, steered, random]) = r.perplexity {
