@@ -817,12 +817,18 @@ pub fn evaluate_icl(
     let random = random_like(&chosen, &data, model, opts.seed)?;
     let (test_prompts, test_answers) = prompts_and_answers(subject.tokenizer, &test)?;
     let hits = hit(&test_answers);
-    let steered =
-        crate::ab::last_position_scores(model, &test_prompts, &[chosen.clone()], &grid, opts.batch_size, &hits)?;
+    let steered = crate::ab::last_position_scores(
+        model,
+        &test_prompts,
+        std::slice::from_ref(&chosen),
+        &grid,
+        opts.batch_size,
+        &hits,
+    )?;
     let rand = crate::ab::last_position_scores(
         model,
         &test_prompts,
-        &[random.clone()],
+        std::slice::from_ref(&random),
         &[chosen_multiplier],
         opts.batch_size,
         &hits,
