@@ -296,6 +296,41 @@ pub fn split_items(task: &Task) -> Result<(Vec<AbItem>, Vec<AbItem>)> {
     ))
 }
 
+/// The training split of a task as contrast pairs (A/B or function tasks),
+/// at most `limit` items, and the file it came from.
+pub fn task_training_set(
+    task: &Task,
+    tokenizer: &ChatTokenizer,
+    limit: Option<usize>,
+) -> Result<(TrainingSet, std::path::PathBuf)> {
+    let limit = limit.unwrap_or(usize::MAX);
+    match task.spec.format {
+        Format::CaaAb => {
+            let (mut train, _) = split_items(task)?;
+            train.truncate(limit);
+            let path = task.file(task.spec.train.as_deref().unwrap_or_default());
+            Ok((training_set(tokenizer, &train)?, path))
+        }
+        Format::IclPairs => {
+            let path = task.file(&task.spec.test);
+            let pairs = crate::icl::read_pairs(&path)?;
+            let spec = &task.spec;
+            let [tr, _, _] = crate::split::three_way(
+                pairs.len(),
+                spec.validation_fraction,
+                spec.test_fraction,
+                spec.split_seed,
+            );
+            let train: Vec<_> = tr.iter().take(limit).map(|&i| pairs[i].clone()).collect();
+            Ok((crate::icl::training_set(tokenizer, &train)?, path))
+        }
+        Format::RawText => Err(SuiteError::BadRequest(format!(
+            "{} has no training data (it measures perplexity)",
+            task.id()
+        ))),
+    }
+}
+
 /// Fits `method` at every layer of `layers` on `data` (activations read once),
 /// or once when its steering does not live at one layer. Returns the
 /// steerings and the layer each stands for (`None`: no single layer).

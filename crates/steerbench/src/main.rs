@@ -376,8 +376,13 @@ fn run(cli: Cli) -> Result<()> {
             out,
         } => {
             let fitter = find_method(&method)?;
-            let (mut items, data) = match (data, task) {
-                (Some(path), _) => (ab::read_items(&path)?, path),
+            let loaded = load(&model, &cli.backend)?;
+            let (data_set, data) = match (data, task) {
+                (Some(path), _) => {
+                    let mut items = ab::read_items(&path)?;
+                    items.truncate(limit.unwrap_or(usize::MAX));
+                    (ab::training_set(&loaded.tokenizer, &items)?, path)
+                }
                 (None, Some(id)) => {
                     let (suite, name) = id
                         .split_once('/')
@@ -385,16 +390,10 @@ fn run(cli: Cli) -> Result<()> {
                     let catalog =
                         steer_suites::spec::Catalog::open(&suites.unwrap_or_else(steer_suites::spec::default_root))?;
                     let task = catalog.select(suite, Some(name))?[0];
-                    (
-                        steer_suites::protocol::split_items(task)?.0,
-                        task.file(task.spec.train.as_deref().unwrap_or_default()),
-                    )
+                    steer_suites::protocol::task_training_set(task, &loaded.tokenizer, limit)?
                 }
                 (None, None) => bail!("give --data or --task"),
             };
-            items.truncate(limit.unwrap_or(usize::MAX));
-            let loaded = load(&model, &cli.backend)?;
-            let data_set = ab::training_set(&loaded.tokenizer, &items)?;
             let config = steer_methods::FitConfig {
                 layer,
                 seed,

@@ -555,3 +555,116 @@ fn bad_training_input_is_a_one_line_error() {
     assert!(!out_file.exists(), "an output was written despite errors");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn eval_and_train_on_tasks() {
+    let model = default_model();
+    let model = model.to_str().unwrap();
+    let dir = scratch("eval");
+    let csv = dir.join("rows.csv");
+    let out = steerbench(&[
+        "eval",
+        "--method",
+        "caa",
+        "--suite",
+        "mcq",
+        "--task",
+        "refusal",
+        "--model",
+        model,
+        "--limit",
+        "4",
+        "--layers",
+        "3,9",
+        "--multipliers=-2,0,2",
+        "--no-degradation",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("mcq/refusal — caa: 4 training, 4 validation, 4 test items"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("chosen on validation: layer ") && stdout.contains("anti-steerable"),
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let header = text.lines().next().unwrap();
+    assert!(
+        header.starts_with("model,method,variant,suite,task,split,layer,multiplier,metric,value,ci_low,ci_high,n,seed")
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains(",unsteered,mcq,refusal,test,") && l.contains(",logit_diff,"))
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains(",open_ended,refusal,test,") && l.contains("mcq_minus_open_effect"))
+    );
+
+    // Fitting on a task's training split, for both task formats.
+    for (task, file) in [
+        ("mcq/refusal", "r.safetensors"),
+        ("icl/country-capital", "c.safetensors"),
+    ] {
+        let path = dir.join(file);
+        let out = steerbench(&[
+            "train",
+            "--method",
+            "caa",
+            "--task",
+            task,
+            "--model",
+            model,
+            "--limit",
+            "3",
+            "--layer",
+            "5",
+            "--out",
+            path.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{task}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("fitted on 3 pairs"));
+    }
+
+    // Unknown suites and tasks are one-line errors.
+    for (args, needle) in [
+        (
+            vec!["eval", "--method", "caa", "--suite", "nope"],
+            "no suite or tag 'nope'",
+        ),
+        (
+            vec!["eval", "--method", "caa", "--suite", "mcq", "--task", "nope"],
+            "no task 'nope'",
+        ),
+        (
+            vec!["eval", "--method", "nope", "--suite", "mcq"],
+            "unknown method 'nope'",
+        ),
+        (
+            vec![
+                "train",
+                "--method",
+                "caa",
+                "--task",
+                "perplexity/wikitext2",
+                "--layer",
+                "1",
+                "--out",
+                "x",
+            ],
+            "no training data",
+        ),
+    ] {
+        let out = steerbench(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(needle) && stderr.trim().lines().count() == 1,
+            "{stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
