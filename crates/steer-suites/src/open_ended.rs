@@ -125,7 +125,8 @@ pub fn open_margins(
                 || (0..p - 1).any(|pos| steering.positions.contains(pos, p));
             for (k, &m) in multipliers.iter().enumerate() {
                 let ll = if !touches_rest || m == 0.0 {
-                    let edits = anchored(steering, p).edits(m);
+                    // Multiplier 0 is the unsteered model: no edits at all.
+                    let edits = if m == 0.0 { Vec::new() } else { anchored(steering, p).edits(m) };
                     let rows = [cont(&item.matching), cont(&item.other)];
                     row_log_likelihoods(model, shared.as_ref(), &rows, &[1, 1], &edits)?
                 } else {

@@ -95,3 +95,40 @@ fn open_margins_steer_the_answer_tokens() {
         "steering the answer changed nothing"
     );
 }
+
+#[test]
+fn open_margins_handle_steerings_on_the_whole_prompt() {
+    use std::collections::BTreeMap;
+    use steer_methods::{Steering, SteeringKind};
+    use steer_model::Positions;
+    use steer_suites::open_ended::{OpenTokens, open_margins};
+
+    let model = tiny();
+    let item = OpenTokens {
+        prompt: vec![4, 8, 15, 16],
+        matching: vec![23, 42],
+        other: vec![90, 3],
+    };
+    let everywhere = Steering {
+        method: "t".into(),
+        kind: SteeringKind::NormPreserving {
+            vectors: vec![(0, vec![0.5; 32]), (2, vec![-0.25; 32])],
+        },
+        positions: Positions::All,
+        params: BTreeMap::new(),
+        metadata: BTreeMap::new(),
+    };
+    let prompt = Steering {
+        kind: SteeringKind::Prompt {
+            positive: vec![1, 2, 3],
+            negative: vec![5],
+        },
+        ..everywhere.clone()
+    };
+    let got = open_margins(&model, &[item], &[everywhere, prompt], &[-1.0, 0.0, 1.0]).unwrap();
+    for s in 0..2 {
+        assert_eq!(got[s][1], got[0][1], "multiplier 0 is the same unsteered model");
+        assert_ne!(got[s][0], got[s][1]);
+        assert_ne!(got[s][2], got[s][1]);
+    }
+}
