@@ -36,16 +36,34 @@ fn letter(answer: &str) -> Option<char> {
     (c.is_ascii_uppercase() && rest[c.len_utf8()..].starts_with(')')).then_some(c)
 }
 
-/// Reads a JSON list of CAA A/B items. A malformed item is an error naming
+/// Reads CAA-format A/B items from a JSON list (or, for a `.jsonl` file, one
+/// JSON object per line). A malformed item is an error naming
 /// the file and the line the item starts on; an empty list is an error.
 pub fn read_items(path: &Path) -> Result<Vec<AbItem>> {
     let text = read_text(path)?;
-    let raw: Vec<serde_json::Value> = serde_json::from_str(&text)
-        .map_err(|e| SuiteError::data(path, e.line(), format!("not a JSON list of A/B items: {e}")))?;
+    let (raw, lines): (Vec<serde_json::Value>, Vec<usize>) = if path.extension().is_some_and(|e| e == "jsonl") {
+        // JSON Lines: one item per non-blank line.
+        let mut raw = Vec::new();
+        let mut lines = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            raw.push(
+                serde_json::from_str(line)
+                    .map_err(|e| SuiteError::data(path, i + 1, format!("not a JSON object: {e}")))?,
+            );
+            lines.push(i + 1);
+        }
+        (raw, lines)
+    } else {
+        let raw = serde_json::from_str(&text)
+            .map_err(|e| SuiteError::data(path, e.line(), format!("not a JSON list of A/B items: {e}")))?;
+        (raw, element_lines(&text).unwrap_or_default())
+    };
     if raw.is_empty() {
         return Err(SuiteError::data(path, 1, "no items"));
     }
-    let lines = element_lines(&text).unwrap_or_default();
     raw.into_iter()
         .enumerate()
         .map(|(i, value)| {

@@ -126,7 +126,11 @@ pub fn open_margins(
             for (k, &m) in multipliers.iter().enumerate() {
                 let ll = if !touches_rest || m == 0.0 {
                     // Multiplier 0 is the unsteered model: no edits at all.
-                    let edits = if m == 0.0 { Vec::new() } else { anchored(steering, p).edits(m) };
+                    let edits = if m == 0.0 {
+                        Vec::new()
+                    } else {
+                        anchored(steering, p).edits(m)
+                    };
                     let rows = [cont(&item.matching), cont(&item.other)];
                     row_log_likelihoods(model, shared.as_ref(), &rows, &[1, 1], &edits)?
                 } else {

@@ -283,17 +283,32 @@ fn predictors(data: &TrainingSet, model: &Llama, layer: usize) -> Result<Predict
 
 /// The training and validation items of an A/B task, as the protocol splits them.
 pub fn split_items(task: &Task) -> Result<(Vec<AbItem>, Vec<AbItem>)> {
-    let train = task
-        .spec
+    let [train, val, _] = ab_splits(task)?;
+    Ok((train, val))
+}
+
+/// Training, validation and test items of an A/B task. With separate train
+/// and test files, the train file is split into training and validation;
+/// with one file, a seeded three-way split cuts all three from it.
+pub fn ab_splits(task: &Task) -> Result<[Vec<AbItem>; 3]> {
+    let spec = &task.spec;
+    let train = spec
         .train
         .as_ref()
         .ok_or_else(|| SuiteError::BadRequest(format!("{} has no training data", task.id())))?;
     let pool = read_items(&task.file(train))?;
-    let (train_idx, val_idx) = train_validation(pool.len(), task.spec.validation_fraction, task.spec.split_seed);
-    Ok((
-        train_idx.iter().map(|&i| pool[i].clone()).collect(),
-        val_idx.iter().map(|&i| pool[i].clone()).collect(),
-    ))
+    let take = |idx: &[usize]| -> Vec<AbItem> { idx.iter().map(|&i| pool[i].clone()).collect() };
+    if *train == spec.test {
+        let [tr, va, te] = crate::split::three_way(
+            pool.len(),
+            spec.validation_fraction,
+            spec.test_fraction,
+            spec.split_seed,
+        );
+        return Ok([take(&tr), take(&va), take(&te)]);
+    }
+    let (tr, va) = train_validation(pool.len(), spec.validation_fraction, spec.split_seed);
+    Ok([take(&tr), take(&va), read_items(&task.file(&spec.test))?])
 }
 
 /// The training split of a task as contrast pairs (A/B or function tasks),
@@ -414,8 +429,7 @@ pub fn evaluate_mcq(
     let model = subject.model;
     let train_path = task.file(task.spec.train.as_deref().unwrap_or_default());
     let test_path = task.file(&task.spec.test);
-    let (mut train, mut val) = split_items(task)?;
-    let mut test_items = read_items(&test_path)?;
+    let [mut train, mut val, mut test_items] = ab_splits(task)?;
     let limit = opts.limit.unwrap_or(usize::MAX);
     train.truncate(limit);
     val.truncate(limit);
@@ -535,7 +549,11 @@ pub fn evaluate_mcq(
     let test_seconds = started.elapsed().as_secs_f64();
 
     // Rows.
-    let data_sha256 = format!("{}+{}", sha256_file(&train_path)?, sha256_file(&test_path)?);
+    let data_sha256 = if train_path == test_path {
+        sha256_file(&train_path)?
+    } else {
+        format!("{}+{}", sha256_file(&train_path)?, sha256_file(&test_path)?)
+    };
     let row = |variant: &str, split: &str, layer: Option<usize>, m: Option<f32>, metric: &str, e: Estimate| {
         let ci = e.n > 1 && e.low != e.high;
         ResultRow {

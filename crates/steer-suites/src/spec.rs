@@ -121,7 +121,12 @@ impl Task {
             }
         };
         match spec.format {
-            Format::CaaAb => needs(spec.train.is_some(), "a train file")?,
+            Format::CaaAb => needs(
+                spec.train.is_some()
+                    && (spec.train.as_deref() != Some(spec.test.as_str())
+                        || (spec.test_fraction > 0.0 && spec.test_fraction + spec.validation_fraction < 1.0)),
+                "a train file, and test_fraction > 0 (with test_fraction + validation_fraction < 1) when train = test",
+            )?,
             Format::IclPairs => needs(
                 spec.train.as_deref() == Some(spec.test.as_str())
                     && spec.test_fraction > 0.0

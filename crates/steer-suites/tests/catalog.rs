@@ -18,7 +18,8 @@ fn scratch(name: &str) -> PathBuf {
 fn every_task_opens_and_its_data_matches_the_checksums() {
     let root = default_root();
     let catalog = Catalog::open(&root).unwrap();
-    assert!(catalog.tasks.len() >= 14);
+    assert!(catalog.tasks.len() >= 30);
+    assert_eq!(catalog.select("mwe", None).unwrap().len(), 16);
     assert_eq!(catalog.select("icl", None).unwrap().len(), 6);
     let mut ids: Vec<String> = catalog.tasks.iter().map(Task::id).collect();
     let n = ids.len();
@@ -42,9 +43,12 @@ fn every_task_opens_and_its_data_matches_the_checksums() {
             assert!(pairs.len() >= 150, "{}", task.id());
         }
         if task.spec.format == steer_suites::spec::Format::CaaAb {
-            let train = read_items(&task.file(task.spec.train.as_deref().unwrap())).unwrap();
-            let test = read_items(&task.file(&task.spec.test)).unwrap();
-            assert!(train.len() >= 100 && test.len() >= 40, "{}", task.id());
+            let [train, val, test] = steer_suites::protocol::ab_splits(task).unwrap();
+            assert!(
+                train.len() >= 100 && val.len() >= 40 && test.len() >= 40,
+                "{}",
+                task.id()
+            );
         }
     }
     // Selection by suite, tag, task and `all`.
@@ -122,9 +126,10 @@ fn bad_specs_are_errors() {
     let task = root.join("mcq").join("t");
     std::fs::create_dir_all(&task).unwrap();
     std::fs::write(task.join("a.json"), "[]").unwrap();
+    std::fs::write(task.join("b.json"), "[]").unwrap();
     let spec = |extra: &str| {
         format!(
-            "name = \"t\"\nsuite = \"mcq\"\nversion = 1\nformat = \"caa_ab\"\ndescription = \"d\"\ntrain = \"a.json\"\ntest = \"a.json\"\nvalidation_fraction = 0.2\nsplit_seed = 1\n{extra}"
+            "name = \"t\"\nsuite = \"mcq\"\nversion = 1\nformat = \"caa_ab\"\ndescription = \"d\"\ntrain = \"a.json\"\ntest = \"b.json\"\nvalidation_fraction = 0.2\nsplit_seed = 1\n{extra}"
         )
     };
     std::fs::write(task.join("task.toml"), spec("")).unwrap();
@@ -134,7 +139,11 @@ fn bad_specs_are_errors() {
         (spec("").replace("caa_ab", "nope"), "nope"),
         (spec("").replace("\"t\"", "\"u\""), "folder"),
         (spec("").replace("0.2", "1.5"), "validation_fraction"),
-        (spec("").replace("train = \"a.json\"", "train = \"b.json\""), "missing"),
+        (spec("").replace("train = \"a.json\"", "train = \"c.json\""), "missing"),
+        (
+            spec("").replace("test = \"b.json\"", "test = \"a.json\""),
+            "test_fraction",
+        ),
         (spec("").replace("train = \"a.json\"\n", ""), "needs a train file"),
         (spec("").replace("caa_ab", "raw_text"), "window"),
     ] {
