@@ -21,6 +21,7 @@ pub mod scoring;
 pub mod spec;
 pub mod split;
 pub mod stats;
+pub mod tinybench;
 
 use std::path::{Path, PathBuf};
 

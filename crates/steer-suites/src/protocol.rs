@@ -38,6 +38,8 @@ pub struct EvalOptions {
     pub open_ended: bool,
     /// The `raw_text` task whose perplexity measures the chosen configuration's damage.
     pub perplexity: Option<Task>,
+    /// The `anchor_mc` tasks whose accuracy measures the chosen configuration's damage.
+    pub capability: Vec<Task>,
 }
 
 impl Default for EvalOptions {
@@ -52,6 +54,7 @@ impl Default for EvalOptions {
             resamples: 1000,
             open_ended: true,
             perplexity: None,
+            capability: Vec::new(),
         }
     }
 }
@@ -156,6 +159,8 @@ pub struct McqReport {
     pub effects: Option<Effects>,
     /// Perplexity unsteered, steered and with the random steering at the chosen multiplier.
     pub perplexity: Option<[f64; 3]>,
+    /// Accuracy per capability task: unsteered, steered, random at the chosen multiplier.
+    pub capability: Vec<(String, [crate::tinybench::Capability; 3])>,
     /// Seconds spent fitting, sweeping and testing.
     pub seconds: [f64; 3],
     /// The result rows.
@@ -339,8 +344,8 @@ pub fn task_training_set(
             let train: Vec<_> = tr.iter().take(limit).map(|&i| pairs[i].clone()).collect();
             Ok((crate::icl::training_set(tokenizer, &train)?, path))
         }
-        Format::RawText => Err(SuiteError::BadRequest(format!(
-            "{} has no training data (it measures perplexity)",
+        Format::RawText | Format::AnchorMc => Err(SuiteError::BadRequest(format!(
+            "{} has no training data (it measures damage)",
             task.id()
         ))),
     }
@@ -546,6 +551,7 @@ pub fn evaluate_mcq(
     // Damage: perplexity with the chosen configuration applied everywhere.
     let damage = damage(subject, opts, &chosen, &random, chosen_multiplier)?;
     let perplexity = damage.map(|(p, _)| p);
+    let caps = capability_damage(subject, opts, &chosen, &random, chosen_multiplier)?;
     let test_seconds = started.elapsed().as_secs_f64();
 
     // Rows.
@@ -716,6 +722,9 @@ pub fn evaluate_mcq(
             rows.push(r);
         }
     }
+    if let Some(first) = rows.first().cloned() {
+        rows.extend(capability_rows(&caps, chosen_multiplier, &first)?);
+    }
     Ok(McqReport {
         task: task.id(),
         method: info.name.to_string(),
@@ -728,9 +737,83 @@ pub fn evaluate_mcq(
         predictors,
         effects,
         perplexity,
+        capability: caps.into_iter().map(|(n, c, _)| (n, c)).collect(),
         seconds: [fit_seconds, val_seconds, test_seconds],
         rows,
     })
+}
+
+/// Capability per `anchor_mc` task: `(task name, [unsteered, steered, random], task)`.
+type CapabilityRows = Vec<(String, [crate::tinybench::Capability; 3], Task)>;
+
+/// Accuracy on every capability task, unsteered, with `chosen` and with `random` at `multiplier`.
+fn capability_damage(
+    subject: &Subject,
+    opts: &EvalOptions,
+    chosen: &Steering,
+    random: &Steering,
+    multiplier: f32,
+) -> Result<CapabilityRows> {
+    opts.capability
+        .iter()
+        .map(|task| {
+            let c = crate::tinybench::capability(
+                subject.model,
+                subject.tokenizer,
+                task,
+                &[chosen.clone(), random.clone()],
+                multiplier,
+                opts.batch_size,
+            )?;
+            Ok((task.spec.name.clone(), [c[0], c[1], c[2]], task.clone()))
+        })
+        .collect()
+}
+
+/// Result rows of capability damage.
+fn capability_rows(caps: &CapabilityRows, multiplier: f32, template: &ResultRow) -> Result<Vec<ResultRow>> {
+    let mut rows = Vec::new();
+    for (name, c, task) in caps {
+        let sha = sha256_file(&task.file(&task.spec.test))?;
+        let mut add = |variant: &str, m: f32, metric: &str, v: f64, n: usize| {
+            let mut r = template.clone();
+            r.variant = variant.into();
+            r.suite = task.spec.suite.clone();
+            r.task = name.clone();
+            r.task_version = task.spec.version;
+            r.data_sha256 = sha.clone();
+            r.multiplier = Some(m);
+            r.metric = metric.into();
+            r.value = v;
+            r.ci_low = None;
+            r.ci_high = None;
+            r.n = n;
+            rows.push(r);
+        };
+        for (variant, m, cap) in [
+            ("unsteered", 0.0, c[0]),
+            ("steered", multiplier, c[1]),
+            ("random", multiplier, c[2]),
+        ] {
+            add(variant, m, "accuracy", cap.accuracy, cap.n);
+            add(variant, m, "accuracy_weighted", cap.weighted, cap.n);
+        }
+        add(
+            "steered",
+            multiplier,
+            "delta_accuracy_weighted",
+            c[1].weighted - c[0].weighted,
+            c[0].n,
+        );
+        add(
+            "random",
+            multiplier,
+            "delta_accuracy_weighted",
+            c[2].weighted - c[0].weighted,
+            c[0].n,
+        );
+    }
+    Ok(rows)
 }
 
 /// Perplexity unsteered, with `chosen` and with `random`, both at `multiplier`.
@@ -783,6 +866,8 @@ pub struct IclReport {
     pub test: Vec<(&'static str, f32, Estimate)>,
     /// Perplexity unsteered, steered and random at the chosen multiplier.
     pub perplexity: Option<[f64; 3]>,
+    /// Accuracy per capability task: unsteered, steered, random at the chosen multiplier.
+    pub capability: Vec<(String, [crate::tinybench::Capability; 3])>,
     /// Seconds spent fitting, sweeping and testing.
     pub seconds: [f64; 3],
     /// The result rows.
@@ -920,6 +1005,7 @@ pub fn evaluate_icl(
     test_lines.push(("random", chosen_multiplier, est(&rand[0][0])));
     test_lines.push(("few_shot", 0.0, est(&few[0][0])));
     let ppl = damage(subject, opts, &chosen, &random, chosen_multiplier)?;
+    let caps = capability_damage(subject, opts, &chosen, &random, chosen_multiplier)?;
     let test_seconds = started.elapsed().as_secs_f64();
 
     let data_sha256 = sha256_file(&path)?;
@@ -989,6 +1075,9 @@ pub fn evaluate_icl(
             rows.push(r);
         }
     }
+    if let Some(first) = rows.first().cloned() {
+        rows.extend(capability_rows(&caps, chosen_multiplier, &first)?);
+    }
     Ok(IclReport {
         task: task.id(),
         method: info.name.to_string(),
@@ -998,6 +1087,7 @@ pub fn evaluate_icl(
         chosen_multiplier,
         test: test_lines,
         perplexity: ppl.map(|(p, _)| p),
+        capability: caps.into_iter().map(|(n, c, _)| (n, c)).collect(),
         seconds: [fit_seconds, val_seconds, test_seconds],
         rows,
     })

@@ -16,6 +16,8 @@ pub enum Format {
     RawText,
     /// Function-vector pairs: a JSON list of `input`, `output`.
     IclPairs,
+    /// Weighted multiple-choice anchor items (JSON Lines of `weight`, `question`, `choices`, `answer`).
+    AnchorMc,
 }
 
 /// A task's `task.toml`.
@@ -134,6 +136,7 @@ impl Task {
                     && spec.shots.is_some_and(|k| k > 0),
                 "train = test, test_fraction > 0, test_fraction + validation_fraction < 1 and shots > 0",
             )?,
+            Format::AnchorMc => needs(spec.train.is_none(), "no train file (it measures capability only)")?,
             Format::RawText => needs(
                 spec.window.is_some_and(|w| w > 1)
                     && spec.stride.is_some_and(|s| s > 0 && s < spec.window.unwrap_or(0))

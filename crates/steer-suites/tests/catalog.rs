@@ -18,7 +18,13 @@ fn scratch(name: &str) -> PathBuf {
 fn every_task_opens_and_its_data_matches_the_checksums() {
     let root = default_root();
     let catalog = Catalog::open(&root).unwrap();
-    assert!(catalog.tasks.len() >= 30);
+    assert!(catalog.tasks.len() >= 33);
+    for task in catalog.select("tinybench", None).unwrap() {
+        let items = steer_suites::tinybench::read_anchor_items(&task.file(&task.spec.test)).unwrap();
+        assert_eq!(items.len(), 100, "{}", task.id());
+        let total: f64 = items.iter().map(|i| i.weight).sum();
+        assert!((total - 1.0).abs() < 1e-9, "{}: weights sum to {total}", task.id());
+    }
     assert_eq!(catalog.select("mwe", None).unwrap().len(), 16);
     assert_eq!(catalog.select("icl", None).unwrap().len(), 6);
     let mut ids: Vec<String> = catalog.tasks.iter().map(Task::id).collect();
@@ -185,6 +191,43 @@ fn malformed_icl_pairs_name_file_and_line() {
             "{name}: {msg}"
         );
         assert!(msg.contains(needle), "{name}: {msg}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn malformed_anchor_items_name_file_and_line() {
+    let dir = scratch("bad-anchor");
+    let good = r#"{"weight": 0.5, "question": "Q", "choices": ["a", "b"], "answer": 1}"#;
+    for (name, text, line, needle) in [
+        (
+            "answer.jsonl",
+            format!("{good}\n{{\"weight\": 0.5, \"question\": \"Q\", \"choices\": [\"a\", \"b\"], \"answer\": 2}}\n"),
+            2,
+            "not one of 2 choices",
+        ),
+        (
+            "weight.jsonl",
+            format!("\n{{\"weight\": -1, \"question\": \"Q\", \"choices\": [\"a\", \"b\"], \"answer\": 0}}\n"),
+            2,
+            "weight",
+        ),
+        (
+            "field.jsonl",
+            format!("{good}\n{good}\n{{\"question\": \"Q\"}}\n"),
+            3,
+            "not an anchor item",
+        ),
+        ("empty.jsonl", String::new(), 1, "no items"),
+    ] {
+        let path = write(&dir, name, &text);
+        let msg = steer_suites::tinybench::read_anchor_items(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with(&format!("{}:{line}: ", path.display())) && msg.contains(needle),
+            "{name}: {msg}"
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

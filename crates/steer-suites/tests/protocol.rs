@@ -142,3 +142,50 @@ fn icl_slice_with_the_default_model() {
     let zero = report.test.iter().find(|t| t.0 == "unsteered").unwrap().2.mean;
     assert!(few >= zero, "few-shot {few} vs zero-shot {zero}");
 }
+
+#[test]
+fn tinybench_capability_with_the_default_model() {
+    use std::collections::BTreeMap;
+    use steer_methods::{Steering, SteeringKind};
+
+    let loaded = default_model();
+    // A task of the first 16 MMLU anchor items, in a scratch suites folder.
+    let root = std::env::temp_dir().join(format!("steer-suites-tiny-{}", std::process::id()));
+    let dir = root.join("tinybench").join("mini");
+    std::fs::create_dir_all(&dir).unwrap();
+    let full = default_root().join("tinybench/mmlu/anchors.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(full)
+        .unwrap()
+        .lines()
+        .take(16)
+        .map(String::from)
+        .collect();
+    std::fs::write(dir.join("anchors.jsonl"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.join("task.toml"),
+        "name = \"mini\"\nsuite = \"tinybench\"\nversion = 1\nformat = \"anchor_mc\"\ndescription = \"d\"\ntest = \"anchors.jsonl\"\n",
+    )
+    .unwrap();
+    let task = steer_suites::spec::Task::open(&dir).unwrap();
+    let steering = |vector: Vec<f32>| Steering {
+        method: "t".into(),
+        kind: SteeringKind::Additive {
+            vectors: vec![(10, vector)],
+        },
+        positions: steer_model::Positions::PromptEndOnward,
+        params: BTreeMap::new(),
+        metadata: BTreeMap::new(),
+    };
+    let zero = steering(vec![0.0; 576]);
+    let huge = steering((0..576).map(|i| if i % 2 == 0 { 400.0 } else { -400.0 }).collect());
+    let c =
+        steer_suites::tinybench::capability(&loaded.model, &loaded.tokenizer, &task, &[zero, huge], 1.0, 8).unwrap();
+    assert_eq!(c.len(), 3);
+    assert_eq!(c[0], c[1], "a zero vector leaves accuracy unchanged");
+    for x in &c {
+        assert_eq!(x.n, 16);
+        assert!((0.0..=1.0).contains(&x.accuracy) && (0.0..=1.0).contains(&x.weighted));
+        assert!(((x.accuracy * 16.0).round() - x.accuracy * 16.0).abs() < 1e-9);
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -185,7 +185,7 @@ enum Command {
         /// Write the result rows to this CSV file.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Skip the damage measurement (perplexity of the chosen configuration).
+        /// Skip the damage measurements (perplexity and tinyBenchmarks accuracy of the chosen configuration).
         #[arg(long)]
         no_degradation: bool,
         /// Skip the open-ended scoring of the test items.
@@ -529,15 +529,23 @@ fn run(cli: Cli) -> Result<()> {
             let tasks: Vec<&steer_suites::spec::Task> = catalog
                 .select(&suite, task.as_deref())?
                 .into_iter()
-                .filter(|t| t.spec.format != steer_suites::spec::Format::RawText)
+                .filter(|t| {
+                    !matches!(
+                        t.spec.format,
+                        steer_suites::spec::Format::RawText | steer_suites::spec::Format::AnchorMc
+                    )
+                })
                 .collect();
             if tasks.is_empty() {
                 bail!("'{suite}' selects no task to fit and choose a steering on (perplexity is measured with each)");
             }
-            let perplexity = if no_degradation {
-                None
+            let (perplexity, capability) = if no_degradation {
+                (None, Vec::new())
             } else {
-                Some(catalog.select("perplexity", Some("wikitext2"))?[0].clone())
+                (
+                    Some(catalog.select("perplexity", Some("wikitext2"))?[0].clone()),
+                    catalog.select("tinybench", None)?.into_iter().cloned().collect(),
+                )
             };
             let loaded = load(&model, &cli.backend)?;
             let subject = steer_suites::protocol::Subject {
@@ -554,6 +562,7 @@ fn run(cli: Cli) -> Result<()> {
                 params: params.into_iter().collect(),
                 open_ended: !no_open_ended,
                 perplexity,
+                capability,
                 ..Default::default()
             };
             let mut rows = Vec::new();
@@ -685,6 +694,16 @@ fn print_report(r: &steer_suites::protocol::McqReport) {
             random - plain
         );
     }
+    for (name, [plain, steered, random]) in &r.capability {
+        println!(
+            "tinybench/{name} (anchor-weighted accuracy): unsteered {:.3}, steered {:.3} (Δ {:+.3}), random {:.3} (Δ {:+.3})",
+            plain.weighted,
+            steered.weighted,
+            steered.weighted - plain.weighted,
+            random.weighted,
+            random.weighted - plain.weighted
+        );
+    }
 }
 
 /// Prints the choice and the test table of a function-task evaluation.
@@ -721,6 +740,16 @@ fn print_icl_report(r: &steer_suites::protocol::IclReport) {
             "perplexity (wikitext2): unsteered {plain:.3}, steered {steered:.3} (Δ {:+.3}), random {random:.3} (Δ {:+.3})",
             steered - plain,
             random - plain
+        );
+    }
+    for (name, [plain, steered, random]) in &r.capability {
+        println!(
+            "tinybench/{name} (anchor-weighted accuracy): unsteered {:.3}, steered {:.3} (Δ {:+.3}), random {:.3} (Δ {:+.3})",
+            plain.weighted,
+            steered.weighted,
+            steered.weighted - plain.weighted,
+            random.weighted,
+            random.weighted - plain.weighted
         );
     }
 }
