@@ -208,7 +208,7 @@ fn malformed_anchor_items_name_file_and_line() {
         ),
         (
             "weight.jsonl",
-            format!("\n{{\"weight\": -1, \"question\": \"Q\", \"choices\": [\"a\", \"b\"], \"answer\": 0}}\n"),
+            "\n{\"weight\": -1, \"question\": \"Q\", \"choices\": [\"a\", \"b\"], \"answer\": 0}\n".to_string(),
             2,
             "weight",
         ),
