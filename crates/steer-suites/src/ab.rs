@@ -1,10 +1,17 @@
 //! A/B behaviour items in the CAA format: reading them, turning them into
 //! prompts and contrast pairs, and the letter-logit margins the MCQ metrics
 //! are built on.
+//!
+//! Items whose answers are texts rather than letters (the model-written
+//! persona sets: ` Yes` / ` No`) are asked as A/B items: the question gets a
+//! `Choices:` list with both answers, in an order fixed per item by the
+//! first byte of the sha256 of its question (even: the matching answer is
+//! `(A)`), so the letter carries no information about the behaviour.
 
 use std::path::Path;
 
 use serde::Deserialize;
+use sha2::Digest;
 use steer_methods::{ContrastPair, Steering, SteeringKind, TrainingSet};
 use steer_model::{ChatMessage, ChatTokenizer, Edit, ForwardRequest, Llama, LogitsMode};
 
@@ -77,8 +84,29 @@ pub fn read_items(path: &Path) -> Result<Vec<AbItem>> {
             let n = r
                 .answer_not_matching_behavior
                 .ok_or_else(|| bad("missing field 'answer_not_matching_behavior'".into()))?;
-            let (Some(matching), Some(not_matching)) = (letter(&m), letter(&n)) else {
-                return Err(bad(format!("answers {m:?} / {n:?} are not of the form \"(A)\"")));
+            let (matching, not_matching, question) = match (letter(&m), letter(&n)) {
+                (Some(a), Some(b)) => (a, b, question),
+                (None, None) if !question.contains("(A)") => {
+                    let (m, n) = (m.trim(), n.trim());
+                    if m.is_empty() || n.is_empty() || m == n {
+                        return Err(bad(format!(
+                            "answers {m:?} / {n:?} must be two different, non-empty texts"
+                        )));
+                    }
+                    let matching_first = sha2::Sha256::digest(question.as_bytes())[0] % 2 == 0;
+                    let (a, b) = if matching_first { (m, n) } else { (n, m) };
+                    let question = format!("{}\n\nChoices:\n (A) {a}\n (B) {b}", question.trim_end());
+                    if matching_first {
+                        ('A', 'B', question)
+                    } else {
+                        ('B', 'A', question)
+                    }
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "answers {m:?} / {n:?} are not of the form \"(A)\" (nor two answer texts for a question without choices)"
+                    )));
+                }
             };
             if matching == not_matching
                 || !question.contains(&format!("({matching})"))

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod ab;
+pub mod generation;
 pub mod icl;
 pub mod jsonl;
 pub mod open_ended;
@@ -18,10 +19,12 @@ pub mod perplexity;
 pub mod protocol;
 pub mod rows;
 pub mod scoring;
+pub mod sentiment;
 pub mod spec;
 pub mod split;
 pub mod stats;
 pub mod tinybench;
+pub mod vader;
 
 use std::path::{Path, PathBuf};
 

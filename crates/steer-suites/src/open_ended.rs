@@ -5,11 +5,11 @@
 //! `log P(matching answer text) − log P(other answer text)`, each answer the
 //! assistant's reply to the question in the chat template.
 
-use steer_methods::{Steering, SteeringKind};
+use steer_methods::Steering;
 use steer_model::{ChatMessage, ChatTokenizer, Llama};
 
 use crate::ab::AbItem;
-use crate::scoring::{anchored, row_log_likelihoods};
+use crate::scoring::continuations;
 use crate::{Result, SuiteError};
 
 /// An A/B item without letters.
@@ -111,35 +111,15 @@ pub fn open_margins(
                 "an open item has an empty prompt or answer".into(),
             ));
         }
-        let p = item.prompt.len();
-        let (last, rest) = item.prompt.split_last().unwrap_or((&0, &[]));
-        let shared = if rest.is_empty() {
-            None
+        let shared = if item.prompt.len() > 1 {
+            Some(model.shared_prefix(&item.prompt[..item.prompt.len() - 1])?)
         } else {
-            Some(model.shared_prefix(rest)?)
+            None
         };
-        let cont = |answer: &[u32]| [&[*last], answer].concat();
-        let full = |prefix: &[u32], answer: &[u32]| [prefix, &item.prompt, answer].concat();
+        let answers = [item.matching.clone(), item.other.clone()];
         for (s, steering) in steerings.iter().enumerate() {
-            let touches_rest = matches!(steering.kind, SteeringKind::Prompt { .. })
-                || (0..p - 1).any(|pos| steering.positions.contains(pos, p));
             for (k, &m) in multipliers.iter().enumerate() {
-                let ll = if !touches_rest || m == 0.0 {
-                    // Multiplier 0 is the unsteered model: no edits at all.
-                    let edits = if m == 0.0 {
-                        Vec::new()
-                    } else {
-                        anchored(steering, p).edits(m)
-                    };
-                    let rows = [cont(&item.matching), cont(&item.other)];
-                    row_log_likelihoods(model, shared.as_ref(), &rows, &[1, 1], &edits)?
-                } else {
-                    let prefix = steering.prompt(&[], m);
-                    let edits = anchored(steering, prefix.len() + p).edits(m);
-                    let rows = [full(&prefix, &item.matching), full(&prefix, &item.other)];
-                    let from = prefix.len() + p;
-                    row_log_likelihoods(model, None, &rows, &[from, from], &edits)?
-                };
+                let ll = continuations(model, &item.prompt, shared.as_ref(), &answers, Some((steering, m)))?;
                 out[s][k].push((ll[0] - ll[1]) as f32);
             }
         }

@@ -40,6 +40,11 @@ pub struct EvalOptions {
     pub perplexity: Option<Task>,
     /// The `anchor_mc` tasks whose accuracy measures the chosen configuration's damage.
     pub capability: Vec<Task>,
+    /// Open-ended prompts of a task (its `open_prompts`) continued greedily
+    /// unsteered and at `±` the chosen multiplier, kept for inspection.
+    pub generations: usize,
+    /// Most tokens of each kept generation.
+    pub generation_tokens: usize,
 }
 
 impl Default for EvalOptions {
@@ -55,6 +60,8 @@ impl Default for EvalOptions {
             open_ended: true,
             perplexity: None,
             capability: Vec::new(),
+            generations: 0,
+            generation_tokens: 64,
         }
     }
 }
@@ -161,10 +168,70 @@ pub struct McqReport {
     pub perplexity: Option<[f64; 3]>,
     /// Accuracy per capability task: unsteered, steered, random at the chosen multiplier.
     pub capability: Vec<(String, [crate::tinybench::Capability; 3])>,
+    /// Greedy continuations of the task's open-ended prompts, when asked for.
+    pub generations: Vec<crate::generation::Generation>,
     /// Seconds spent fitting, sweeping and testing.
     pub seconds: [f64; 3],
     /// The result rows.
     pub rows: Vec<ResultRow>,
+}
+
+/// Greedy continuations of the first `opts.generations` open-ended prompts of
+/// `task` in the chat template: unsteered, and with `chosen` at `+m` and `−m`.
+pub fn open_generations(
+    subject: &Subject,
+    task: &Task,
+    method: &str,
+    chosen: &Steering,
+    layer: Option<usize>,
+    multiplier: f32,
+    opts: &EvalOptions,
+) -> Result<Vec<crate::generation::Generation>> {
+    let Some(file) = task.spec.open_prompts.as_ref().filter(|_| opts.generations > 0) else {
+        return Ok(Vec::new());
+    };
+    let mut texts = crate::generation::read_open_prompts(&task.file(file))?;
+    texts.truncate(opts.generations);
+    let prompts: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| {
+            let messages = [steer_model::ChatMessage {
+                role: "user".into(),
+                content: t.clone(),
+            }];
+            subject
+                .tokenizer
+                .encode_chat(&messages, true)
+                .map_err(|e| SuiteError::Model(e.into()))
+        })
+        .collect::<Result<_>>()?;
+    let eos = subject.tokenizer.eos_ids().to_vec();
+    let mut out = Vec::new();
+    for (variant, m) in [("unsteered", 0.0), ("positive", multiplier), ("negative", -multiplier)] {
+        let new = crate::generation::greedy(
+            subject.model,
+            &prompts,
+            Some((chosen, m)),
+            opts.generation_tokens,
+            &eos,
+            opts.batch_size,
+        )?;
+        for (prompt, tokens) in texts.iter().zip(&new) {
+            out.push(crate::generation::Generation {
+                task: task.id(),
+                method: method.to_string(),
+                variant: variant.to_string(),
+                layer,
+                multiplier: m,
+                prompt: prompt.clone(),
+                text: subject
+                    .tokenizer
+                    .decode(crate::generation::strip_eos(tokens, &eos), true)
+                    .map_err(|e| SuiteError::Model(e.into()))?,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// A random steering the size of `steering`: additive and norm-preserving
@@ -230,7 +297,7 @@ pub fn random_like(steering: &Steering, data: &TrainingSet, model: &Llama, seed:
 }
 
 /// Steerability from the margins `per_m[k][i]` at `multipliers[k]`.
-fn steerability(multipliers: &[f32], per_m: &[Vec<f32>], resamples: usize, seed: u64) -> Steerability {
+pub(crate) fn steerability(multipliers: &[f32], per_m: &[Vec<f32>], resamples: usize, seed: u64) -> Steerability {
     let xs: Vec<f64> = multipliers.iter().map(|m| *m as f64).collect();
     let items = per_m.first().map_or(0, Vec::len);
     let per_item: Vec<f64> = (0..items)
@@ -344,7 +411,22 @@ pub fn task_training_set(
             let train: Vec<_> = tr.iter().take(limit).map(|&i| pairs[i].clone()).collect();
             Ok((crate::icl::training_set(tokenizer, &train)?, path))
         }
-        Format::RawText | Format::AnchorMc => Err(SuiteError::BadRequest(format!(
+        Format::Sentiment => {
+            let path = task.file(&task.spec.test);
+            let prompts = crate::sentiment::read_prompts(&path)?;
+            let spec = &task.spec;
+            let words_file = spec.words.as_deref().unwrap_or_default();
+            let words = crate::sentiment::read_words(&task.file(words_file))?;
+            let [tr, _, _] = crate::split::three_way(
+                prompts.len(),
+                spec.validation_fraction,
+                spec.test_fraction,
+                spec.split_seed,
+            );
+            let train: Vec<String> = tr.iter().take(limit).map(|&i| prompts[i].clone()).collect();
+            Ok((crate::sentiment::training_set(tokenizer, &train, &words)?, path))
+        }
+        Format::RawText | Format::AnchorMc | Format::AnchorGen => Err(SuiteError::BadRequest(format!(
             "{} has no training data (it measures damage)",
             task.id()
         ))),
@@ -394,7 +476,11 @@ pub fn choose(scores: &[f64], grid: &[f32]) -> Result<usize> {
 }
 
 /// Checks the sweep's layers and multiplier grid.
-fn sweep_settings(model: &Llama, method: &dyn SteeringMethod, opts: &EvalOptions) -> Result<(Vec<usize>, Vec<f32>)> {
+pub(crate) fn sweep_settings(
+    model: &Llama,
+    method: &dyn SteeringMethod,
+    opts: &EvalOptions,
+) -> Result<(Vec<usize>, Vec<f32>)> {
     let n_layers = model.config().num_hidden_layers;
     let layers: Vec<usize> = opts.layers.clone().unwrap_or_else(|| (0..n_layers).collect());
     if let Some(bad) = layers.iter().find(|&&l| l >= n_layers) {
@@ -552,6 +638,7 @@ pub fn evaluate_mcq(
     let damage = damage(subject, opts, &chosen, &random, chosen_multiplier)?;
     let perplexity = damage.map(|(p, _)| p);
     let caps = capability_damage(subject, opts, &chosen, &random, chosen_multiplier)?;
+    let generations = open_generations(subject, task, info.name, &chosen, chosen_layer, chosen_multiplier, opts)?;
     let test_seconds = started.elapsed().as_secs_f64();
 
     // Rows.
@@ -738,16 +825,17 @@ pub fn evaluate_mcq(
         effects,
         perplexity,
         capability: caps.into_iter().map(|(n, c, _)| (n, c)).collect(),
+        generations,
         seconds: [fit_seconds, val_seconds, test_seconds],
         rows,
     })
 }
 
 /// Capability per `anchor_mc` task: `(task name, [unsteered, steered, random], task)`.
-type CapabilityRows = Vec<(String, [crate::tinybench::Capability; 3], Task)>;
+pub(crate) type CapabilityRows = Vec<(String, [crate::tinybench::Capability; 3], Task)>;
 
 /// Accuracy on every capability task, unsteered, with `chosen` and with `random` at `multiplier`.
-fn capability_damage(
+pub(crate) fn capability_damage(
     subject: &Subject,
     opts: &EvalOptions,
     chosen: &Steering,
@@ -771,7 +859,7 @@ fn capability_damage(
 }
 
 /// Result rows of capability damage.
-fn capability_rows(caps: &CapabilityRows, multiplier: f32, template: &ResultRow) -> Result<Vec<ResultRow>> {
+pub(crate) fn capability_rows(caps: &CapabilityRows, multiplier: f32, template: &ResultRow) -> Result<Vec<ResultRow>> {
     let mut rows = Vec::new();
     for (name, c, task) in caps {
         let sha = sha256_file(&task.file(&task.spec.test))?;
@@ -817,7 +905,7 @@ fn capability_rows(caps: &CapabilityRows, multiplier: f32, template: &ResultRow)
 }
 
 /// Perplexity unsteered, with `chosen` and with `random`, both at `multiplier`.
-fn damage(
+pub(crate) fn damage(
     subject: &Subject,
     opts: &EvalOptions,
     chosen: &Steering,

@@ -80,3 +80,51 @@ pub fn anchored(steering: &Steering, prompt_len: usize) -> Steering {
     };
     s
 }
+
+/// Summed log-likelihood of each of `continuations` after `prompt`, with
+/// `steering` at its multiplier acting as it is defined (from the last prompt
+/// token on for most methods); `None` or multiplier 0 is the unsteered model.
+/// `shared`, when given, must be [`Llama::shared_prefix`] of the prompt
+/// without its last token: it is reused whenever the steering leaves those
+/// positions alone.
+pub fn continuations(
+    model: &Llama,
+    prompt: &[u32],
+    shared: Option<&SharedPrefix>,
+    continuations: &[Vec<u32>],
+    steering: Option<(&Steering, f32)>,
+) -> Result<Vec<f64>> {
+    let Some((&last, _)) = prompt.split_last() else {
+        return Err(SuiteError::BadRequest("a scored continuation needs a prompt".into()));
+    };
+    if continuations.iter().any(|c| c.is_empty()) {
+        return Err(SuiteError::BadRequest("a scored continuation is empty".into()));
+    }
+    let p = prompt.len();
+    let steering = steering.filter(|(_, m)| *m != 0.0);
+    let touches_prefix = steering.is_some_and(|(s, _)| {
+        matches!(s.kind, SteeringKind::Prompt { .. }) || (0..p - 1).any(|pos| s.positions.contains(pos, p))
+    });
+    if !touches_prefix {
+        let edits = steering.map_or_else(Vec::new, |(s, m)| anchored(s, p).edits(m));
+        let rows: Vec<Vec<u32>> = continuations.iter().map(|c| [&[last], c.as_slice()].concat()).collect();
+        let from = vec![1; rows.len()];
+        return match shared {
+            Some(prefix) => row_log_likelihoods(model, Some(prefix), &rows, &from, &edits),
+            None if p == 1 => row_log_likelihoods(model, None, &rows, &from, &edits),
+            None => {
+                let prefix = model.shared_prefix(&prompt[..p - 1])?;
+                row_log_likelihoods(model, Some(&prefix), &rows, &from, &edits)
+            }
+        };
+    }
+    let (s, m) = steering.expect("a steering touches the prefix");
+    let prefix = s.prompt(&[], m);
+    let edits = anchored(s, prefix.len() + p).edits(m);
+    let rows: Vec<Vec<u32>> = continuations
+        .iter()
+        .map(|c| [prefix.as_slice(), prompt, c].concat())
+        .collect();
+    let from = vec![prefix.len() + p; rows.len()];
+    row_log_likelihoods(model, None, &rows, &from, &edits)
+}

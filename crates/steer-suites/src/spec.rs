@@ -18,6 +18,24 @@ pub enum Format {
     IclPairs,
     /// Weighted multiple-choice anchor items (JSON Lines of `weight`, `question`, `choices`, `answer`).
     AnchorMc,
+    /// Weighted anchor items answered by a greedy generation whose last number
+    /// is compared with `answer` (JSON Lines of `weight`, `question`, `answer`).
+    AnchorGen,
+    /// Neutral text openings steered towards positive or negative sentiment: a
+    /// text file of prompts, one per line, and a `words` file of
+    /// positive/negative word pairs.
+    Sentiment,
+}
+
+/// How a multiple-choice item's answer is read off the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scoring {
+    /// The choices are listed with letters; the answer is the letter with the highest next-token logit.
+    #[default]
+    Letter,
+    /// The answer is the choice text with the highest summed log-likelihood as the continuation of the question.
+    Likelihood,
 }
 
 /// A task's `task.toml`.
@@ -63,6 +81,22 @@ pub struct TaskSpec {
     /// Tokens of the text that are used (`raw_text`).
     #[serde(default)]
     pub max_tokens: Option<usize>,
+    /// How answers are read (`anchor_mc`).
+    #[serde(default)]
+    pub scoring: Scoring,
+    /// Most tokens a greedy generation adds (`anchor_gen`, `sentiment`).
+    #[serde(default)]
+    pub max_new_tokens: Option<usize>,
+    /// The file of positive/negative word pairs (`sentiment`).
+    #[serde(default)]
+    pub words: Option<String>,
+    /// Open-ended prompts (a JSON list of `question`) whose greedy
+    /// continuations are kept for inspection (`caa_ab`).
+    #[serde(default)]
+    pub open_prompts: Option<String>,
+    /// The VADER lexicon generated text is scored with (`sentiment`).
+    #[serde(default)]
+    pub lexicon: Option<String>,
 }
 
 /// A task: its spec and its folder.
@@ -106,7 +140,14 @@ impl Task {
                 format!("validation_fraction {} is not in [0, 1)", spec.validation_fraction),
             ));
         }
-        for file in spec.train.iter().chain([&spec.test]) {
+        for file in spec
+            .train
+            .iter()
+            .chain([&spec.test])
+            .chain(spec.words.iter())
+            .chain(spec.lexicon.iter())
+            .chain(spec.open_prompts.iter())
+        {
             if !dir.join(file).is_file() {
                 return Err(SuiteError::data(&path, 0, format!("data file '{file}' is missing")));
             }
@@ -137,6 +178,20 @@ impl Task {
                 "train = test, test_fraction > 0, test_fraction + validation_fraction < 1 and shots > 0",
             )?,
             Format::AnchorMc => needs(spec.train.is_none(), "no train file (it measures capability only)")?,
+            Format::AnchorGen => needs(
+                spec.train.is_none() && spec.max_new_tokens.is_some_and(|n| n > 0),
+                "no train file (it measures capability only) and max_new_tokens > 0",
+            )?,
+            Format::Sentiment => needs(
+                spec.train.is_none()
+                    && spec.words.is_some()
+                    && spec.lexicon.is_some()
+                    && spec.test_fraction > 0.0
+                    && spec.validation_fraction > 0.0
+                    && spec.test_fraction + spec.validation_fraction < 1.0
+                    && spec.max_new_tokens.is_some_and(|n| n > 0),
+                "a words file, a lexicon, no train file, test_fraction > 0, validation_fraction > 0, their sum < 1 and max_new_tokens > 0",
+            )?,
             Format::RawText => needs(
                 spec.window.is_some_and(|w| w > 1)
                     && spec.stride.is_some_and(|s| s > 0 && s < spec.window.unwrap_or(0))

@@ -1,6 +1,8 @@
-//! tinyBenchmarks anchor items (the `anchor_mc` format): multiple-choice
-//! capability under steering, scored by the answer letter, with the anchor
-//! weights' estimate of full-set accuracy.
+//! tinyBenchmarks anchor items: capability under steering, with the anchor
+//! weights' estimate of full-set accuracy. `anchor_mc` items are
+//! multiple-choice, read by the answer letter or by the likelihood of each
+//! choice's text; `anchor_gen` items (GSM8K) are answered by the last number
+//! of a greedy generation.
 
 use std::path::Path;
 
@@ -10,7 +12,7 @@ use steer_model::{ChatTokenizer, Llama};
 
 use crate::ab::last_position_scores;
 use crate::icl::argmax;
-use crate::spec::{Format, Task};
+use crate::spec::{Format, Scoring, Task};
 use crate::{Result, SuiteError, read_text};
 
 /// One anchor item.
@@ -61,6 +63,91 @@ pub fn read_anchor_items(path: &Path) -> Result<Vec<AnchorItem>> {
     Ok(items)
 }
 
+/// One anchor item answered by generation.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct GenItem {
+    /// Anchor weight (the weights of a benchmark sum to 1).
+    pub weight: f64,
+    /// The question.
+    pub question: String,
+    /// The expected final number, as text.
+    pub answer: String,
+}
+
+/// Reads generation anchor items (JSON Lines); an unusable line is an error naming file and line.
+pub fn read_gen_items(path: &Path) -> Result<Vec<GenItem>> {
+    let text = read_text(path)?;
+    let mut items = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let item: GenItem = serde_json::from_str(line)
+            .map_err(|e| SuiteError::data(path, i + 1, format!("not an anchor item: {e}")))?;
+        if parse_number(&item.answer).is_none() {
+            return Err(SuiteError::data(
+                path,
+                i + 1,
+                format!("answer {:?} is not a number", item.answer),
+            ));
+        }
+        if !(item.weight.is_finite() && item.weight >= 0.0) {
+            return Err(SuiteError::data(
+                path,
+                i + 1,
+                "the weight must be a finite, non-negative number",
+            ));
+        }
+        items.push(item);
+    }
+    if items.is_empty() {
+        return Err(SuiteError::data(path, 1, "no items"));
+    }
+    Ok(items)
+}
+
+/// A number written with optional sign, thousands commas and decimals.
+pub fn parse_number(text: &str) -> Option<f64> {
+    let cleaned: String = text
+        .trim()
+        .trim_end_matches('.')
+        .chars()
+        .filter(|c| *c != ',')
+        .collect();
+    cleaned.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// The last number in a generated answer, read up to the point where the
+/// model starts a new question.
+pub fn final_number(generated: &str) -> Option<f64> {
+    let answer = generated.split("Question:").next().unwrap_or_default();
+    let mut last = None;
+    let chars: Vec<char> = answer.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() {
+            let start = if i > 0 && chars[i - 1] == '-' { i - 1 } else { i };
+            let mut j = i;
+            while j < chars.len()
+                && (chars[j].is_ascii_digit()
+                    || ((chars[j] == ',' || chars[j] == '.') && chars.get(j + 1).is_some_and(|c| c.is_ascii_digit())))
+            {
+                j += 1;
+            }
+            last = parse_number(&chars[start..j].iter().collect::<String>());
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    last
+}
+
+/// The prompt of a question answered by likelihood or generation.
+pub fn question_prompt(question: &str) -> String {
+    format!("Question: {}\nAnswer:", question.trim())
+}
+
 /// The prompt of an item, ending in `Answer:`.
 pub fn prompt(item: &AnchorItem) -> String {
     let about = if item.subject.is_empty() {
@@ -101,15 +188,37 @@ pub fn capability(
     multiplier: f32,
     batch: usize,
 ) -> Result<Vec<Capability>> {
-    if task.spec.format != Format::AnchorMc {
-        return Err(SuiteError::BadRequest(format!(
-            "{} is not an anchor_mc task",
-            task.id()
-        )));
-    }
     if steerings.is_empty() {
         return Err(SuiteError::BadRequest("capability needs at least one steering".into()));
     }
+    match (task.spec.format, task.spec.scoring) {
+        (Format::AnchorMc, Scoring::Letter) => by_letter(model, tokenizer, task, steerings, multiplier, batch),
+        (Format::AnchorMc, Scoring::Likelihood) => by_likelihood(model, tokenizer, task, steerings, multiplier),
+        (Format::AnchorGen, _) => by_generation(model, tokenizer, task, steerings, multiplier, batch),
+        _ => Err(SuiteError::BadRequest(format!(
+            "{} is not a capability task",
+            task.id()
+        ))),
+    }
+}
+
+fn summarise(hits: &[f32], weights: &[f64]) -> Capability {
+    Capability {
+        accuracy: hits.iter().map(|h| *h as f64).sum::<f64>() / hits.len() as f64,
+        weighted: hits.iter().zip(weights).map(|(h, w)| *h as f64 * w).sum(),
+        n: hits.len(),
+    }
+}
+
+/// Answers read from the letter logits after `Answer:`.
+fn by_letter(
+    model: &Llama,
+    tokenizer: &ChatTokenizer,
+    task: &Task,
+    steerings: &[Steering],
+    multiplier: f32,
+    batch: usize,
+) -> Result<Vec<Capability>> {
     let items = read_anchor_items(&task.file(&task.spec.test))?;
     let encode = |t: &str| tokenizer.encode(t, false).map_err(|e| SuiteError::Model(e.into()));
     let max_choices = items.iter().map(|i| i.choices.len()).max().unwrap_or(0);
@@ -135,12 +244,104 @@ pub fn capability(
         }
     };
     let scores = last_position_scores(model, &prompts, steerings, &[0.0, multiplier], batch, &correct)?;
-    let summarise = |hits: &[f32]| Capability {
-        accuracy: hits.iter().map(|h| *h as f64).sum::<f64>() / hits.len() as f64,
-        weighted: hits.iter().zip(&items).map(|(h, it)| *h as f64 * it.weight).sum(),
-        n: hits.len(),
-    };
-    let mut out = vec![summarise(&scores[0][0])];
-    out.extend(scores.iter().map(|s| summarise(&s[1])));
+    let weights: Vec<f64> = items.iter().map(|it| it.weight).collect();
+    let mut out = vec![summarise(&scores[0][0], &weights)];
+    out.extend(scores.iter().map(|s| summarise(&s[1], &weights)));
     Ok(out)
+}
+
+/// Answers read as the choice text with the highest summed log-likelihood
+/// after `Question: …\nAnswer:` (the evaluation harness's `acc`).
+fn by_likelihood(
+    model: &Llama,
+    tokenizer: &ChatTokenizer,
+    task: &Task,
+    steerings: &[Steering],
+    multiplier: f32,
+) -> Result<Vec<Capability>> {
+    let items = read_anchor_items(&task.file(&task.spec.test))?;
+    let encode = |t: &str| tokenizer.encode(t, false).map_err(|e| SuiteError::Model(e.into()));
+    let mut hits = vec![Vec::with_capacity(items.len()); steerings.len() + 1];
+    for item in &items {
+        let prompt = encode(&question_prompt(&item.question))?;
+        let choices: Vec<Vec<u32>> = item
+            .choices
+            .iter()
+            .map(|c| encode(&format!(" {}", c.trim())))
+            .collect::<Result<_>>()?;
+        let shared = if prompt.len() > 1 {
+            Some(model.shared_prefix(&prompt[..prompt.len() - 1])?)
+        } else {
+            None
+        };
+        let configs = std::iter::once(None).chain(steerings.iter().map(|s| Some((s, multiplier))));
+        for (c, config) in configs.enumerate() {
+            let ll = crate::scoring::continuations(model, &prompt, shared.as_ref(), &choices, config)?;
+            let best = (0..ll.len()).fold(0, |b, k| if ll[k] > ll[b] { k } else { b });
+            hits[c].push(if best == item.answer { 1.0 } else { 0.0 });
+        }
+    }
+    let weights: Vec<f64> = items.iter().map(|it| it.weight).collect();
+    Ok(hits.iter().map(|h| summarise(h, &weights)).collect())
+}
+
+/// Answers read as the last number of a greedy generation after
+/// `Question: …\nAnswer:`.
+fn by_generation(
+    model: &Llama,
+    tokenizer: &ChatTokenizer,
+    task: &Task,
+    steerings: &[Steering],
+    multiplier: f32,
+    batch: usize,
+) -> Result<Vec<Capability>> {
+    let items = read_gen_items(&task.file(&task.spec.test))?;
+    let max_new = task.spec.max_new_tokens.unwrap_or(256);
+    let prompts: Vec<Vec<u32>> = items
+        .iter()
+        .map(|it| {
+            tokenizer
+                .encode(&question_prompt(&it.question), false)
+                .map_err(|e| SuiteError::Model(e.into()))
+        })
+        .collect::<Result<_>>()?;
+    let eos = tokenizer.eos_ids().to_vec();
+    let weights: Vec<f64> = items.iter().map(|it| it.weight).collect();
+    let configs = std::iter::once(None).chain(steerings.iter().map(|s| Some((s, multiplier))));
+    let mut out = Vec::new();
+    for config in configs {
+        let generated = crate::generation::greedy(model, &prompts, config, max_new, &eos, batch)?;
+        let hits: Vec<f32> = generated
+            .iter()
+            .zip(&items)
+            .map(|(tokens, item)| {
+                let text = tokenizer
+                    .decode(crate::generation::strip_eos(tokens, &eos), true)
+                    .map_err(|e| SuiteError::Model(e.into()))?;
+                let right = match (final_number(&text), parse_number(&item.answer)) {
+                    (Some(got), Some(want)) => (got - want).abs() < 1e-6,
+                    _ => false,
+                };
+                Ok(if right { 1.0 } else { 0.0 })
+            })
+            .collect::<Result<_>>()?;
+        out.push(summarise(&hits, &weights));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_numbers_are_read_like_the_harness() {
+        assert_eq!(final_number("She has 3 apples, then 4, so 7."), Some(7.0));
+        assert_eq!(final_number("It costs $1,250.50 in total"), Some(1250.5));
+        assert_eq!(final_number("The answer is -12.\n\nQuestion: 99 ducks"), Some(-12.0));
+        assert_eq!(final_number("#### 18"), Some(18.0));
+        assert_eq!(final_number("no digits here"), None);
+        assert_eq!(parse_number("1,000"), Some(1000.0));
+        assert_eq!(parse_number("x"), None);
+    }
 }

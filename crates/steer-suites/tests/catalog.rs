@@ -19,13 +19,39 @@ fn every_task_opens_and_its_data_matches_the_checksums() {
     let root = default_root();
     let catalog = Catalog::open(&root).unwrap();
     assert!(catalog.tasks.len() >= 33);
-    for task in catalog.select("tinybench", None).unwrap() {
-        let items = steer_suites::tinybench::read_anchor_items(&task.file(&task.spec.test)).unwrap();
-        assert_eq!(items.len(), 100, "{}", task.id());
-        let total: f64 = items.iter().map(|i| i.weight).sum();
+    let tiny = catalog.select("tinybench", None).unwrap();
+    assert_eq!(tiny.len(), 5);
+    for task in tiny {
+        let path = task.file(&task.spec.test);
+        let weights: Vec<f64> = if task.spec.format == steer_suites::spec::Format::AnchorGen {
+            let items = steer_suites::tinybench::read_gen_items(&path).unwrap();
+            items.iter().map(|i| i.weight).collect()
+        } else {
+            let items = steer_suites::tinybench::read_anchor_items(&path).unwrap();
+            items.iter().map(|i| i.weight).collect()
+        };
+        assert_eq!(weights.len(), 100, "{}", task.id());
+        let total: f64 = weights.iter().sum();
         assert!((total - 1.0).abs() < 1e-9, "{}: weights sum to {total}", task.id());
     }
-    assert_eq!(catalog.select("mwe", None).unwrap().len(), 16);
+    assert_eq!(catalog.select("mwe", None).unwrap().len(), 28);
+    assert_eq!(catalog.select("persona", None).unwrap().len(), 12);
+    let sentiment = catalog.select("sentiment", None).unwrap();
+    assert_eq!(sentiment.len(), 1);
+    let openings = steer_suites::sentiment::read_prompts(&sentiment[0].file(&sentiment[0].spec.test)).unwrap();
+    assert!(openings.len() >= 200);
+    let words = steer_suites::sentiment::read_words(&sentiment[0].file("words.tsv")).unwrap();
+    let vader = steer_suites::vader::Vader::load(&root.join("sentiment/vader_lexicon.txt")).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for (pos, neg) in words.train.iter().chain(&words.eval) {
+        // Every word carries VADER valence of its column's sign, and none repeats.
+        assert!(vader.polarity_scores(pos).compound > 0.0, "{pos}");
+        assert!(vader.polarity_scores(neg).compound < 0.0, "{neg}");
+        assert!(
+            seen.insert(pos.clone()) && seen.insert(neg.clone()),
+            "{pos}/{neg} repeats"
+        );
+    }
     assert_eq!(catalog.select("icl", None).unwrap().len(), 6);
     let mut ids: Vec<String> = catalog.tasks.iter().map(Task::id).collect();
     let n = ids.len();
@@ -64,6 +90,102 @@ fn every_task_opens_and_its_data_matches_the_checksums() {
     let err = catalog.select("mcq", Some("nope")).unwrap_err().to_string();
     assert!(err.contains("no task 'nope'") && err.contains("sycophancy"), "{err}");
     assert!(catalog.select("nope", None).unwrap_err().to_string().contains("mcq"));
+}
+
+#[test]
+fn persona_statements_become_balanced_ab_items() {
+    let root = default_root();
+    let path = root.join("mwe/narcissism/narcissism.jsonl");
+    let items = read_items(&path).unwrap();
+    let raw: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(items.len(), raw.len());
+    let mut first = 0;
+    for (item, r) in items.iter().zip(&raw) {
+        let open = steer_suites::open_ended::open_form(item).unwrap();
+        assert_eq!(open.question, r["question"].as_str().unwrap().trim_end());
+        assert_eq!(open.matching, r["answer_matching_behavior"].as_str().unwrap().trim());
+        assert_eq!(open.other, r["answer_not_matching_behavior"].as_str().unwrap().trim());
+        assert!(item.question.contains("\n\nChoices:\n (A) "));
+        first += usize::from(item.matching == 'A');
+    }
+    // The letter of the matching answer is close to a coin flip over 1000 items.
+    assert!(
+        (400..=600).contains(&first),
+        "{first} of {} matching answers are (A)",
+        items.len()
+    );
+}
+
+#[test]
+fn malformed_sentiment_and_generation_files_name_file_and_line() {
+    use steer_suites::sentiment::{read_prompts, read_words};
+    let dir = scratch("bad-sentiment");
+    let header = "positive\tnegative\tsplit\n";
+    let eval = "a\tb\teval\nc\td\teval\ne\tf\teval\ng\th\teval\n";
+    let cases: Vec<(&str, String, usize, &str)> = vec![
+        ("header.tsv", format!("pos\tneg\n{eval}"), 1, "header"),
+        (
+            "cells.tsv",
+            format!("{header}good\tbad\ttrain\nonly\ttwo\n"),
+            3,
+            "3 tab-separated cells",
+        ),
+        (
+            "split.tsv",
+            format!("{header}good\tbad\ttest\n"),
+            2,
+            "neither 'train' nor 'eval'",
+        ),
+        (
+            "same.tsv",
+            format!("{header}{eval}good\tgood\ttrain\n"),
+            6,
+            "two different",
+        ),
+        (
+            "few.tsv",
+            format!("{header}good\tbad\ttrain\na\tb\teval\n"),
+            0,
+            "eval pairs",
+        ),
+    ];
+    for (name, text, line, needle) in cases {
+        let path = write(&dir, name, &text);
+        let msg = read_words(&path).unwrap_err().to_string();
+        assert!(
+            msg.starts_with(&format!("{}:{line}: ", path.display())),
+            "{name}: {msg}"
+        );
+        assert!(msg.contains(needle) && !msg.contains('\n'), "{name}: {msg}");
+    }
+    let path = write(&dir, "prompts.txt", "The day was\nThe\tnight was\n");
+    let msg = read_prompts(&path).unwrap_err().to_string();
+    assert!(
+        msg.starts_with(&format!("{}:2: ", path.display())) && msg.contains("tab"),
+        "{msg}"
+    );
+    let path = write(&dir, "empty.txt", "\n\n");
+    assert!(read_prompts(&path).unwrap_err().to_string().contains("no openings"));
+    let path = write(
+        &dir,
+        "gen.jsonl",
+        "{\"weight\": 0.5, \"question\": \"q\", \"answer\": \"12\"}\n{\"weight\": 0.5, \"question\": \"q\", \"answer\": \"twelve\"}\n",
+    );
+    let msg = steer_suites::tinybench::read_gen_items(&path).unwrap_err().to_string();
+    assert!(
+        msg.starts_with(&format!("{}:2: ", path.display())) && msg.contains("not a number"),
+        "{msg}"
+    );
+    let path = write(&dir, "open.json", "[{\"question\": \"q\"}, {\"text\": 1}]");
+    let msg = steer_suites::generation::read_open_prompts(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.starts_with(&format!("{}:1: ", path.display())), "{msg}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

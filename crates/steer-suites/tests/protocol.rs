@@ -37,6 +37,8 @@ fn mcq_slice_with_the_default_model() {
         resamples: 200,
         open_ended: true,
         perplexity: Some(wikitext),
+        generations: 2,
+        generation_tokens: 4,
         ..EvalOptions::default()
     };
     let method = steer_methods::find("caa").unwrap();
@@ -101,6 +103,30 @@ fn mcq_slice_with_the_default_model() {
             .rows
             .iter()
             .any(|r| r.suite == "perplexity" && r.metric == "delta_perplexity")
+    );
+    // Open-ended prompts are continued unsteered and at ± the chosen multiplier.
+    let kept: Vec<(&str, f32)> = report
+        .generations
+        .iter()
+        .map(|g| (g.variant.as_str(), g.multiplier))
+        .collect();
+    let m = report.chosen_multiplier;
+    assert_eq!(
+        kept,
+        [
+            ("unsteered", 0.0),
+            ("unsteered", 0.0),
+            ("positive", m),
+            ("positive", m),
+            ("negative", -m),
+            ("negative", -m)
+        ]
+    );
+    assert!(
+        report
+            .generations
+            .iter()
+            .all(|g| g.prompt == report.generations[0].prompt || g.prompt == report.generations[1].prompt)
     );
     let again = evaluate_mcq(&subject, task, method.as_ref(), &opts).unwrap();
     assert_eq!(report.rows, again.rows);
@@ -186,6 +212,172 @@ fn tinybench_capability_with_the_default_model() {
         assert_eq!(x.n, 16);
         assert!((0.0..=1.0).contains(&x.accuracy) && (0.0..=1.0).contains(&x.weighted));
         assert!(((x.accuracy * 16.0).round() - x.accuracy * 16.0).abs() < 1e-9);
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn sentiment_slice_with_the_default_model() {
+    let loaded = default_model();
+    let catalog = Catalog::open(&default_root()).unwrap();
+    let mut task = catalog.select("sentiment", Some("openings")).unwrap()[0].clone();
+    task.spec.max_new_tokens = Some(6);
+    let subject = Subject {
+        model: &loaded.model,
+        tokenizer: &loaded.tokenizer,
+        name: "default".into(),
+        sha256: steer_model::model::DEFAULT_MODEL_SHA256.into(),
+    };
+    let opts = EvalOptions {
+        layers: Some(vec![6]),
+        multipliers: Some(vec![-4.0, 0.0, 4.0]),
+        limit: Some(6),
+        resamples: 100,
+        ..EvalOptions::default()
+    };
+    let method = steer_methods::find("caa").unwrap();
+    let report = steer_suites::sentiment::evaluate_sentiment(&subject, &task, method.as_ref(), &opts).unwrap();
+    assert_eq!(report.sizes, [6, 6, 6]);
+    assert_eq!((report.chosen_layer, report.chosen_multiplier), (Some(6), 4.0));
+    let at = |m: f32| report.test.iter().find(|t| t.0 != "random" && t.1 == m).unwrap().2;
+    // The mean-difference vector of positive vs negative adjectives favours
+    // held-out positive words over negative ones more at +4 than unsteered
+    // and than at −4. (At layer 6 with six pairs, −4 also raises the margin a
+    // little, as a random vector does: the response is not symmetric.)
+    assert!(
+        at(4.0).mean > at(0.0).mean && at(4.0).mean > at(-4.0).mean,
+        "{:?}",
+        report.test
+    );
+    let variants: Vec<&str> = report.generations.iter().map(|g| g.variant).collect();
+    assert_eq!(variants, ["unsteered", "positive", "negative", "random"]);
+    for g in &report.generations {
+        assert_eq!(g.texts.len(), 6);
+        assert!((-1.0..=1.0).contains(&g.compound.mean));
+        assert!(g.perplexity.is_finite() && g.perplexity > 1.0, "{g:?}");
+        assert!(g.positive_fraction + g.negative_fraction <= 1.0);
+    }
+    // The unsteered continuation is what plain greedy decoding gives.
+    let prompt = loaded.tokenizer.encode(&report.openings[0], false).unwrap();
+    let plain = loaded
+        .model
+        .generate(
+            &[prompt],
+            &[],
+            &steer_model::GenerateOptions {
+                max_new_tokens: 6,
+                sampling: steer_model::Sampling::Greedy,
+                eos_ids: loaded.tokenizer.eos_ids().to_vec(),
+            },
+        )
+        .unwrap();
+    let eos = loaded.tokenizer.eos_ids();
+    let text = loaded
+        .tokenizer
+        .decode(steer_suites::generation::strip_eos(&plain[0], eos), true)
+        .unwrap();
+    assert_eq!(report.generations[0].texts[0], text);
+    for metric in [
+        "logprob_diff",
+        "vader_compound",
+        "generation_perplexity",
+        "anti_steerable_fraction",
+    ] {
+        assert!(report.rows.iter().any(|r| r.metric == metric), "{metric}");
+    }
+    assert!(
+        report
+            .rows
+            .iter()
+            .any(|r| r.metric == "vader_compound" && r.multiplier == Some(-4.0))
+    );
+}
+
+/// A tinybench task of the first `n` items of `bench`, in a scratch suites folder.
+fn tiny_task(bench: &str, n: usize, extra: &str) -> (std::path::PathBuf, steer_suites::spec::Task) {
+    let root = std::env::temp_dir().join(format!("steer-suites-{bench}-{}", std::process::id()));
+    let dir = root.join("tinybench").join("mini");
+    std::fs::create_dir_all(&dir).unwrap();
+    let full = default_root().join(format!("tinybench/{bench}/anchors.jsonl"));
+    let lines: Vec<String> = std::fs::read_to_string(full)
+        .unwrap()
+        .lines()
+        .take(n)
+        .map(String::from)
+        .collect();
+    std::fs::write(dir.join("anchors.jsonl"), lines.join("\n") + "\n").unwrap();
+    let spec = std::fs::read_to_string(default_root().join(format!("tinybench/{bench}/task.toml")))
+        .unwrap()
+        .replace(&format!("name = \"{bench}\""), "name = \"mini\"");
+    std::fs::write(dir.join("task.toml"), format!("{spec}{extra}")).unwrap();
+    (root, steer_suites::spec::Task::open(&dir).unwrap())
+}
+
+#[test]
+fn likelihood_and_generation_capability_with_the_default_model() {
+    use std::collections::BTreeMap;
+    use steer_methods::{Steering, SteeringKind};
+
+    let loaded = default_model();
+    let steering = |vector: Vec<f32>| Steering {
+        method: "t".into(),
+        kind: SteeringKind::Additive {
+            vectors: vec![(10, vector)],
+        },
+        positions: steer_model::Positions::PromptEndOnward,
+        params: BTreeMap::new(),
+        metadata: BTreeMap::new(),
+    };
+    let zero = steering(vec![0.0; 576]);
+    let huge = steering((0..576).map(|i| if i % 2 == 0 { 400.0 } else { -400.0 }).collect());
+
+    // TruthfulQA by likelihood: the unsteered answers equal an independent
+    // scoring of each whole sequence (no shared prompt pass).
+    let (root, task) = tiny_task("truthfulqa", 6, "");
+    let c = steer_suites::tinybench::capability(
+        &loaded.model,
+        &loaded.tokenizer,
+        &task,
+        &[zero.clone(), huge.clone()],
+        1.0,
+        8,
+    )
+    .unwrap();
+    assert_eq!(c[0], c[1], "a zero vector leaves accuracy unchanged");
+    let items = steer_suites::tinybench::read_anchor_items(&task.file("anchors.jsonl")).unwrap();
+    let mut right = 0;
+    for item in &items {
+        let prompt = loaded
+            .tokenizer
+            .encode(&steer_suites::tinybench::question_prompt(&item.question), false)
+            .unwrap();
+        let scores: Vec<f64> = item
+            .choices
+            .iter()
+            .map(|choice| {
+                let cont = loaded.tokenizer.encode(&format!(" {}", choice.trim()), false).unwrap();
+                let row = [prompt.clone(), cont].concat();
+                steer_suites::scoring::row_log_likelihoods(&loaded.model, None, &[row], &[prompt.len()], &[]).unwrap()
+                    [0]
+            })
+            .collect();
+        let best = (0..scores.len()).fold(0, |b, k| if scores[k] > scores[b] { k } else { b });
+        right += usize::from(best == item.answer);
+    }
+    assert_eq!(c[0].accuracy, right as f64 / items.len() as f64);
+    std::fs::remove_dir_all(&root).unwrap();
+
+    // GSM8K by generation, with short answers: the pipeline runs and counts.
+    let (root, task) = tiny_task("gsm8k", 3, "");
+    let mut task = task;
+    task.spec.max_new_tokens = Some(4);
+    let c =
+        steer_suites::tinybench::capability(&loaded.model, &loaded.tokenizer, &task, &[zero, huge], 1.0, 8).unwrap();
+    assert_eq!(c.len(), 3);
+    assert_eq!(c[0], c[1]);
+    for x in &c {
+        assert_eq!(x.n, 3);
+        assert!((0.0..=1.0).contains(&x.accuracy));
     }
     std::fs::remove_dir_all(&root).unwrap();
 }
