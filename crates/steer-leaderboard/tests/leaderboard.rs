@@ -1,0 +1,416 @@
+//! The leaderboard built from the fixture runs in `tests/fixtures/runs`:
+//! values computed by hand, sorting, plots, determinism, `check` and errors.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use steer_leaderboard::{Error, build, check};
+
+/// A fresh results folder named `name` holding a copy of the fixture runs.
+fn results(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("leaderboard").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs"),
+        &dir.join("runs"),
+    );
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Every file under `dir`, by path relative to it.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.insert(
+                    path.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&path).unwrap(),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The leaderboard CSV as (header, rows of column → cell).
+fn table(dir: &Path) -> (Vec<String>, Vec<BTreeMap<String, String>>) {
+    let mut reader = csv::Reader::from_path(dir.join("leaderboard.csv")).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+    let rows = reader
+        .records()
+        .map(|r| {
+            header
+                .iter()
+                .cloned()
+                .zip(r.unwrap().iter().map(str::to_string))
+                .collect()
+        })
+        .collect();
+    (header, rows)
+}
+
+#[test]
+fn columns_hold_the_hand_computed_values_in_leaderboard_order() {
+    let dir = results("values");
+    let summary = build(&dir).unwrap();
+    assert_eq!(summary.runs, 5);
+    assert_eq!(summary.rows, 5);
+    let (header, rows) = table(&dir);
+    assert_eq!(
+        header,
+        [
+            "model",
+            "method",
+            "suite",
+            "task",
+            "metric",
+            "chosen_layer",
+            "chosen_multiplier",
+            "unsteered",
+            "steered",
+            "steered_ci_low",
+            "steered_ci_high",
+            "effect",
+            "random_effect",
+            "effect_vs_random",
+            "effect_vs_prompting",
+            "anti_steerable_fraction",
+            "steerability",
+            "mcq_minus_open_effect",
+            "delta_perplexity",
+            "delta_tinybench_accuracy",
+            "delta_acc_arc",
+            "delta_acc_mmlu",
+            "n_test",
+            "seed",
+            "task_version",
+        ]
+    );
+    let order: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r["method"].as_str(), r["task"].as_str()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("prompting", "antonym"),
+            ("caa", "antonym"),
+            ("caa", "sycophancy"),
+            ("prompting", "sycophancy"),
+            ("caa", "positivity"),
+        ]
+    );
+    let expect = |row: &BTreeMap<String, String>, cells: &[(&str, &str)]| {
+        for (column, value) in cells {
+            assert_eq!(row[*column], *value, "{column} of {} on {}", row["method"], row["task"]);
+        }
+    };
+    // caa on sycophancy: logit_diff 0.5 unsteered, 2.0 steered at multiplier 1,
+    // 0.75 with the random vector; prompting's effect there is 1.0 - 0.5.
+    expect(
+        &rows[2],
+        &[
+            ("model", "tiny"),
+            ("suite", "mcq"),
+            ("metric", "logit_diff"),
+            ("chosen_layer", "3"),
+            ("chosen_multiplier", "1"),
+            ("unsteered", "0.500000"),
+            ("steered", "2.000000"),
+            ("steered_ci_low", "1.500000"),
+            ("steered_ci_high", "2.500000"),
+            ("effect", "1.500000"),
+            ("random_effect", "0.250000"),
+            ("effect_vs_random", "1.250000"),
+            ("effect_vs_prompting", "1.000000"),
+            ("anti_steerable_fraction", "0.100000"),
+            ("steerability", "1.250000"),
+            ("mcq_minus_open_effect", "1.125000"),
+            ("delta_perplexity", "2.000000"),
+            ("delta_tinybench_accuracy", "-0.030000"),
+            ("delta_acc_arc", "-0.040000"),
+            ("delta_acc_mmlu", "-0.020000"),
+            ("n_test", "10"),
+            ("seed", "7"),
+            ("task_version", "2"),
+        ],
+    );
+    // prompting on sycophancy: no single layer, no open-ended rows, one capability task.
+    expect(
+        &rows[3],
+        &[
+            ("chosen_layer", ""),
+            ("chosen_multiplier", "1"),
+            ("steered", "1.000000"),
+            ("effect", "0.500000"),
+            ("random_effect", "0.125000"),
+            ("effect_vs_random", "0.375000"),
+            ("effect_vs_prompting", "0.000000"),
+            ("anti_steerable_fraction", "0.000000"),
+            ("mcq_minus_open_effect", ""),
+            ("delta_perplexity", "0.125000"),
+            ("delta_tinybench_accuracy", "-0.010000"),
+            ("delta_acc_arc", ""),
+            ("delta_acc_mmlu", "-0.010000"),
+        ],
+    );
+    // caa on antonym: top1, chosen multiplier 4; prompting's effect is 0.8 - 0.1.
+    expect(
+        &rows[1],
+        &[
+            ("metric", "top1"),
+            ("chosen_layer", "2"),
+            ("chosen_multiplier", "4"),
+            ("unsteered", "0.100000"),
+            ("steered", "0.700000"),
+            ("steered_ci_low", "0.575000"),
+            ("steered_ci_high", "0.825000"),
+            ("effect", "0.600000"),
+            ("random_effect", "0.050000"),
+            ("effect_vs_random", "0.550000"),
+            ("effect_vs_prompting", "-0.100000"),
+            ("steerability", ""),
+            ("delta_perplexity", "0.500000"),
+            ("delta_tinybench_accuracy", ""),
+            ("n_test", "20"),
+            ("task_version", "1"),
+        ],
+    );
+    expect(
+        &rows[0],
+        &[
+            ("effect", "0.700000"),
+            ("effect_vs_random", "0.700000"),
+            ("delta_perplexity", ""),
+        ],
+    );
+    // A suite with metrics of its own: the first steered test metric (logprob_diff), not
+    // the unsteered vader_compound row before it; no prompting run, so no comparison.
+    expect(
+        &rows[4],
+        &[
+            ("suite", "sentiment"),
+            ("metric", "logprob_diff"),
+            ("chosen_multiplier", "2"),
+            ("unsteered", "-0.250000"),
+            ("steered", "0.875000"),
+            ("effect", "1.125000"),
+            ("random_effect", "0.250000"),
+            ("effect_vs_random", "0.875000"),
+            ("effect_vs_prompting", ""),
+            ("anti_steerable_fraction", "0.250000"),
+            ("steerability", "0.500000"),
+            ("n_test", "16"),
+        ],
+    );
+}
+
+#[test]
+fn markdown_and_plots_are_written() {
+    let dir = results("outputs");
+    let summary = build(&dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("LEADERBOARD.md")).unwrap();
+    assert!(md.contains("[README.md](README.md)"), "{md}");
+    let suites: Vec<&str> = md.lines().filter(|l| l.starts_with("## ")).collect();
+    assert_eq!(suites, ["## icl", "## mcq", "## sentiment"]);
+    assert!(md.contains("| tiny | caa | sycophancy | logit_diff | 3 | 1 | 0.500 | 2.000 [1.500, 2.500] | 1.500 | 1.250 | 1.000 | 1.250 | 0.100 | 2.000 | -0.030 |"), "{md}");
+
+    let plots: Vec<String> = std::fs::read_dir(dir.join("plots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        plots,
+        [
+            "dose_icl_antonym.svg",
+            "dose_mcq_sycophancy.svg",
+            "dose_sentiment_positivity.svg",
+            "pareto.svg",
+            "steerability_mcq_sycophancy.svg",
+        ]
+    );
+    assert_eq!(summary.written.len(), plots.len() + 2);
+    let dose = std::fs::read_to_string(dir.join("plots/dose_mcq_sycophancy.svg")).unwrap();
+    assert!(dose.starts_with("<svg"));
+    for label in ["caa", "prompting", "unsteered", "random vector"] {
+        assert!(dose.contains(&format!("\n{label}\n</text>")), "{label}");
+    }
+    let pareto = std::fs::read_to_string(dir.join("plots/pareto.svg")).unwrap();
+    assert!(pareto.contains("caa mcq/sycophancy") && pareto.contains("caa icl/antonym"));
+    // The prompting run on antonym has no perplexity rows, so no point.
+    assert!(!pareto.contains("prompting icl/antonym"));
+    let hist = std::fs::read_to_string(dir.join("plots/steerability_mcq_sycophancy.svg")).unwrap();
+    assert!(hist.contains("caa (5 items)") && hist.contains("prompting (5 items)"));
+}
+
+#[test]
+fn building_twice_gives_identical_bytes() {
+    let a = results("twice-a");
+    let b = results("twice-b");
+    build(&a).unwrap();
+    let first = snapshot(&a);
+    build(&a).unwrap();
+    assert_eq!(first, snapshot(&a));
+    build(&b).unwrap();
+    assert_eq!(first, snapshot(&b));
+}
+
+#[test]
+fn check_notices_edits_missing_and_stale_files() {
+    let dir = results("check");
+    assert!(!check(&dir).unwrap(), "nothing built yet");
+    build(&dir).unwrap();
+    assert!(check(&dir).unwrap());
+
+    let csv = dir.join("leaderboard.csv");
+    let original = std::fs::read_to_string(&csv).unwrap();
+    std::fs::write(&csv, original.replace("1.250000", "1.250001")).unwrap();
+    assert!(!check(&dir).unwrap(), "an edited number");
+    std::fs::write(&csv, &original).unwrap();
+    assert!(check(&dir).unwrap());
+
+    std::fs::remove_file(dir.join("plots/pareto.svg")).unwrap();
+    assert!(!check(&dir).unwrap(), "a missing plot");
+    build(&dir).unwrap();
+
+    let stale = dir.join("plots/dose_mcq_gone.svg");
+    std::fs::write(&stale, "<svg/>").unwrap();
+    assert!(!check(&dir).unwrap(), "a plot no run produces");
+    let summary = build(&dir).unwrap();
+    assert_eq!(summary.removed, std::slice::from_ref(&stale));
+    assert!(!stale.exists());
+    assert!(check(&dir).unwrap());
+
+    // A new run makes the committed files stale.
+    std::fs::remove_file(dir.join("runs/tiny/caa/sentiment/positivity.csv")).unwrap();
+    assert!(!check(&dir).unwrap(), "a removed run");
+}
+
+#[test]
+fn no_runs_give_an_empty_leaderboard() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("leaderboard/empty");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let summary = build(&dir).unwrap();
+    assert_eq!((summary.runs, summary.rows), (0, 0));
+    let (header, rows) = table(&dir);
+    assert_eq!(header.len(), 23);
+    assert!(rows.is_empty());
+    let md = std::fs::read_to_string(dir.join("LEADERBOARD.md")).unwrap();
+    assert!(md.contains("No runs have been recorded yet."));
+    assert!(check(&dir).unwrap());
+}
+
+fn input_error(dir: &Path) -> (PathBuf, Option<u64>, String) {
+    match build(dir) {
+        Err(Error::Input { path, line, message }) => (path, line, message),
+        other => panic!("expected an input error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_malformed_value_names_file_line_and_column() {
+    let dir = results("bad-value");
+    let file = dir.join("runs/tiny/caa/icl/antonym.csv");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[1] = lines[1].replacen(",top1,0.1,", ",top1,one,", 1);
+    assert!(lines[1].contains("one"), "{}", lines[1]);
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let (path, line, message) = input_error(&dir);
+    assert_eq!(path, file);
+    assert_eq!(line, Some(2));
+    assert!(message.contains("`value`"), "{message}");
+    let shown = build(&dir).unwrap_err().to_string();
+    assert!(shown.contains("antonym.csv:2:"), "{shown}");
+}
+
+#[test]
+fn a_wrong_header_or_short_row_names_the_file() {
+    let dir = results("bad-header");
+    let file = dir.join("runs/tiny/prompting/icl/antonym.csv");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("ci_low,ci_high", "low,high", 1)).unwrap();
+    let (path, line, message) = input_error(&dir);
+    assert_eq!((path, line), (file.clone(), Some(1)));
+    assert!(message.contains("header"), "{message}");
+
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[3] = "tiny,prompting,steered";
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let (path, line, _) = input_error(&dir);
+    assert_eq!((path, line), (file, Some(4)));
+}
+
+#[test]
+fn a_malformed_items_file_names_the_file() {
+    let dir = results("bad-items");
+    let file = dir.join("runs/tiny/caa/mcq/sycophancy.items.csv");
+    std::fs::write(&file, "item,variant,multiplier,value\n0,steered_slope,,fast\n").unwrap();
+    let (path, line, message) = input_error(&dir);
+    assert_eq!((path, line), (file, Some(2)));
+    assert!(message.contains("`value`"), "{message}");
+}
+
+#[test]
+fn runs_without_one_choice_or_repeated_are_refused() {
+    let dir = results("no-choice");
+    let file = dir.join("runs/tiny/prompting/icl/antonym.csv");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let kept: Vec<&str> = text.lines().filter(|l| !l.contains(",choice,")).collect();
+    std::fs::write(&file, kept.join("\n") + "\n").unwrap();
+    let (path, _, message) = input_error(&dir);
+    assert_eq!(path, file);
+    assert!(message.contains("choice"), "{message}");
+
+    let dir = results("repeated");
+    let copy = dir.join("runs/tiny/prompting/icl/antonym-again.csv");
+    std::fs::copy(dir.join("runs/tiny/prompting/icl/antonym.csv"), &copy).unwrap();
+    let (path, _, message) = input_error(&dir);
+    // Runs are read in path order: the copy comes first, the original repeats it.
+    assert_eq!(path, dir.join("runs/tiny/prompting/icl/antonym.csv"));
+    assert!(message.contains(&copy.display().to_string()), "{message}");
+}
+
+#[test]
+fn a_run_without_a_random_baseline_sorts_last_in_its_task() {
+    let dir = results("no-random");
+    let file = dir.join("runs/tiny/prompting/icl/antonym.csv");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let kept: Vec<&str> = text.lines().filter(|l| !l.contains(",random,")).collect();
+    std::fs::write(&file, kept.join("\n") + "\n").unwrap();
+    build(&dir).unwrap();
+    let (_, rows) = table(&dir);
+    let antonym: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .filter(|r| r["task"] == "antonym")
+        .map(|r| {
+            (
+                r["method"].as_str(),
+                r["random_effect"].as_str(),
+                r["effect_vs_random"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(antonym, [("caa", "0.050000", "0.550000"), ("prompting", "", "")]);
+}

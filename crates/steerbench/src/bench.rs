@@ -1,0 +1,353 @@
+//! The benchmark runner: every (method, task) unit of a selection, evaluated
+//! once, written atomically under `results/runs/`, skipped when already
+//! finished, and guarded by a lock so that two runs never write one folder.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use steer_suites::generation::Generation;
+use steer_suites::protocol::{EvalOptions, Subject};
+use steer_suites::rows::ResultRow;
+use steer_suites::spec::{Format, Task};
+
+use crate::write_atomic;
+
+/// What one evaluation of one method on one task produced.
+pub struct Outcome {
+    /// Result rows.
+    pub rows: Vec<ResultRow>,
+    /// Per-item values: `(item, variant, multiplier, value)`.
+    pub items: Vec<(usize, &'static str, Option<f32>, f64)>,
+    /// Kept generations.
+    pub generations: Vec<Generation>,
+}
+
+/// Evaluates `method` on `task` with the protocol its format calls for,
+/// printing the report unless `quiet`.
+pub fn evaluate(
+    subject: &Subject,
+    task: &Task,
+    method: &dyn steer_methods::SteeringMethod,
+    opts: &EvalOptions,
+    quiet: bool,
+) -> Result<Outcome> {
+    let slopes = |steer: &[(&'static str, steer_suites::protocol::Steerability)]| {
+        let mut items = Vec::new();
+        for (variant, s) in steer {
+            let name = if *variant == "random" {
+                "random_slope"
+            } else {
+                "steered_slope"
+            };
+            items.extend(s.per_item.iter().enumerate().map(|(i, v)| (i, name, None, *v)));
+        }
+        items
+    };
+    Ok(match task.spec.format {
+        Format::IclPairs => {
+            let report = steer_suites::protocol::evaluate_icl(subject, task, method, opts)?;
+            if !quiet {
+                crate::print_icl_report(&report);
+            }
+            Outcome {
+                rows: report.rows,
+                items: Vec::new(),
+                generations: Vec::new(),
+            }
+        }
+        Format::Sentiment => {
+            let report = steer_suites::sentiment::evaluate_sentiment(subject, task, method, opts)?;
+            if !quiet {
+                crate::print_sentiment_report(&report);
+            }
+            let mut generations = Vec::new();
+            for g in &report.generations {
+                for (opening, text) in report.openings.iter().zip(&g.texts) {
+                    generations.push(Generation {
+                        task: report.task.clone(),
+                        method: report.method.clone(),
+                        variant: g.variant.to_string(),
+                        layer: report.chosen_layer,
+                        multiplier: g.multiplier,
+                        prompt: opening.clone(),
+                        text: text.clone(),
+                    });
+                }
+            }
+            Outcome {
+                items: slopes(&report.steerability),
+                rows: report.rows,
+                generations,
+            }
+        }
+        Format::CaaAb => {
+            let report = steer_suites::protocol::evaluate_mcq(subject, task, method, opts)?;
+            if !quiet {
+                crate::print_report(&report);
+            }
+            Outcome {
+                items: slopes(&report.steerability),
+                rows: report.rows,
+                generations: report.generations,
+            }
+        }
+        Format::RawText | Format::AnchorMc | Format::AnchorGen => {
+            bail!("{} measures damage; it is not evaluated on its own", task.id())
+        }
+    })
+}
+
+/// A folder-safe name for a model argument: `default` becomes the default
+/// model's name, a path its file or folder name, `org/name` `org--name`.
+pub fn model_slug(model: &str) -> String {
+    let name = if model == "default" {
+        "SmolLM2-135M-Instruct".to_string()
+    } else if Path::new(model).exists() {
+        let p = Path::new(model);
+        p.file_stem()
+            .or_else(|| p.file_name())
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| model.to_string())
+    } else {
+        model.replace('/', "--")
+    };
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// An exclusive lock on a results folder, released when dropped.
+pub struct Lock {
+    path: PathBuf,
+}
+
+impl Lock {
+    /// Takes `dir/.lock`, or fails naming the process that holds it. A lock
+    /// left by a process that no longer runs is taken over.
+    pub fn take(dir: &Path) -> Result<Lock> {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+        let path = dir.join(".lock");
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    writeln!(f, "{}", std::process::id()).with_context(|| format!("{}", path.display()))?;
+                    return Ok(Lock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                    let pid = holder.trim().parse::<u32>().ok();
+                    let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+                    if alive {
+                        bail!(
+                            "{}: another run (process {}) is writing these results",
+                            path.display(),
+                            holder.trim()
+                        );
+                    }
+                    std::fs::remove_file(&path).with_context(|| format!("{}", path.display()))?;
+                }
+                Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
+            }
+        }
+        bail!("{}: could not take the lock", path.display())
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Provenance of one unit, written next to its rows once they are complete.
+#[derive(Serialize)]
+struct Sidecar<'a> {
+    steerbench_version: &'a str,
+    git_commit: &'a str,
+    model: &'a str,
+    model_sha256: &'a str,
+    method: &'a str,
+    method_hyperparameters: std::collections::BTreeMap<String, f64>,
+    task: String,
+    task_version: u32,
+    data_sha256: String,
+    backend: &'a str,
+    seed: u64,
+    limit: Option<usize>,
+    layers: Option<Vec<usize>>,
+    multipliers: Option<Vec<f32>>,
+    rows: usize,
+}
+
+/// The commit of the source tree, with `+dirty` when it has uncommitted changes, or `unknown`.
+pub fn git_commit() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(&root)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match run(&["rev-parse", "HEAD"]) {
+        Some(head) => {
+            let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            if dirty { format!("{head}+dirty") } else { head }
+        }
+        None => "unknown".into(),
+    }
+}
+
+/// One unit of work.
+pub struct Unit<'a> {
+    /// The method.
+    pub method: Box<dyn steer_methods::SteeringMethod>,
+    /// The task.
+    pub task: &'a Task,
+}
+
+/// Where a unit's files go.
+pub fn unit_paths(results: &Path, model: &str, method: &str, task: &Task) -> [PathBuf; 4] {
+    let dir = results
+        .join("runs")
+        .join(model_slug(model))
+        .join(method)
+        .join(&task.spec.suite);
+    let name = &task.spec.name;
+    [
+        dir.join(format!("{name}.csv")),
+        dir.join(format!("{name}.items.csv")),
+        dir.join(format!("{name}.generations.jsonl")),
+        dir.join(format!("{name}.json")),
+    ]
+}
+
+/// How the runner was asked to run.
+pub struct BenchSettings<'a> {
+    /// The results folder.
+    pub results: &'a Path,
+    /// The model argument.
+    pub model: &'a str,
+    /// The backend name.
+    pub backend: &'a str,
+    /// Protocol options shared by every unit.
+    pub opts: EvalOptions,
+    /// Print every unit's full report.
+    pub verbose: bool,
+}
+
+/// Runs every unit not finished yet. Returns `(done now, skipped)`.
+pub fn run_units(subject: &Subject, units: &[Unit], settings: &BenchSettings) -> Result<(usize, usize)> {
+    let _lock = Lock::take(&settings.results.join("runs"))?;
+    let commit = git_commit();
+    let todo: Vec<&Unit> = units
+        .iter()
+        .filter(|u| !unit_paths(settings.results, settings.model, u.method.info().name, u.task)[3].is_file())
+        .collect();
+    let skipped = units.len() - todo.len();
+    if skipped > 0 {
+        println!("{skipped} of {} units are already finished; skipping them", units.len());
+    }
+    let bar = indicatif::ProgressBar::new(todo.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} units, ETA {eta} — {msg}")
+            .expect("a valid progress template"),
+    );
+    for unit in &todo {
+        let info = unit.method.info();
+        bar.set_message(format!("{} on {}", info.name, unit.task.id()));
+        let started = Instant::now();
+        let outcome = bar.suspend(|| {
+            evaluate(
+                subject,
+                unit.task,
+                unit.method.as_ref(),
+                &settings.opts,
+                !settings.verbose,
+            )
+        })?;
+        let [csv, items, generations, sidecar] = unit_paths(settings.results, settings.model, info.name, unit.task);
+        if let Some(dir) = csv.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+        }
+        write_atomic(&csv, &steer_suites::rows::to_csv(&outcome.rows)?)?;
+        let mut text = String::from("item,variant,multiplier,value\n");
+        for (i, variant, m, v) in &outcome.items {
+            text.push_str(&format!(
+                "{i},{variant},{},{v}\n",
+                m.map_or(String::new(), |m| m.to_string())
+            ));
+        }
+        write_atomic(&items, text.as_bytes())?;
+        let mut text = String::new();
+        for g in &outcome.generations {
+            text.push_str(&serde_json::to_string(g)?);
+            text.push('\n');
+        }
+        write_atomic(&generations, text.as_bytes())?;
+        let first = outcome.rows.first();
+        let side = Sidecar {
+            steerbench_version: env!("CARGO_PKG_VERSION"),
+            git_commit: &commit,
+            model: settings.model,
+            model_sha256: &subject.sha256,
+            method: info.name,
+            method_hyperparameters: info
+                .hyperparameters
+                .iter()
+                .map(|h| {
+                    let v = settings.opts.params.get(h.name).copied().unwrap_or(h.default);
+                    (h.name.to_string(), v)
+                })
+                .collect(),
+            task: unit.task.id(),
+            task_version: unit.task.spec.version,
+            data_sha256: first.map(|r| r.data_sha256.clone()).unwrap_or_default(),
+            backend: settings.backend,
+            seed: settings.opts.seed,
+            limit: settings.opts.limit,
+            layers: settings.opts.layers.clone(),
+            multipliers: settings.opts.multipliers.clone(),
+            rows: outcome.rows.len(),
+        };
+        // The sidecar is written last: its presence marks the unit finished.
+        write_atomic(&sidecar, (serde_json::to_string_pretty(&side)? + "\n").as_bytes())?;
+        let seconds = started.elapsed().as_secs_f64();
+        append_timing(
+            settings.results,
+            &format!("{}\t{}\t{seconds:.1}", info.name, unit.task.id()),
+        )?;
+        bar.println(format!(
+            "finished {} on {} in {seconds:.0} s",
+            info.name,
+            unit.task.id()
+        ));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok((todo.len(), skipped))
+}
+
+/// Appends a line to `results/runs/timings.tsv`, the one file that differs
+/// between runs (wall times are not reproducible).
+fn append_timing(results: &Path, line: &str) -> Result<()> {
+    let path = results.join("runs").join("timings.tsv");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("{}", path.display()))?;
+    writeln!(f, "{line}").with_context(|| format!("{}", path.display()))?;
+    Ok(())
+}
