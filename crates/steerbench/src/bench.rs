@@ -328,11 +328,19 @@ pub fn run_units(subject: &Subject, units: &[Unit], settings: &BenchSettings) ->
             settings.results,
             &format!("{}\t{}\t{seconds:.1}", info.name, unit.task.id()),
         )?;
-        bar.println(format!(
-            "finished {} on {} in {seconds:.0} s",
+        // A hidden bar (output not a terminal) prints nothing, so logs get plain lines.
+        let line = format!(
+            "finished {} on {} in {seconds:.0} s ({}/{})",
             info.name,
-            unit.task.id()
-        ));
+            unit.task.id(),
+            bar.position() + 1,
+            todo.len()
+        );
+        if bar.is_hidden() {
+            println!("{line}");
+        } else {
+            bar.println(line);
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
