@@ -381,3 +381,34 @@ fn likelihood_and_generation_capability_with_the_default_model() {
     }
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn mwe_persona_slice_with_the_default_model() {
+    let loaded = default_model();
+    let catalog = Catalog::open(&default_root()).unwrap();
+    let task = catalog.select("mwe", Some("narcissism")).unwrap()[0];
+    let subject = Subject {
+        model: &loaded.model,
+        tokenizer: &loaded.tokenizer,
+        name: "default".into(),
+        sha256: steer_model::model::DEFAULT_MODEL_SHA256.into(),
+    };
+    let opts = EvalOptions {
+        layers: Some(vec![8]),
+        multipliers: Some(vec![-2.0, 0.0, 2.0]),
+        limit: Some(4),
+        resamples: 100,
+        ..EvalOptions::default()
+    };
+    let method = steer_methods::find("caa").unwrap();
+    let report = evaluate_mcq(&subject, task, method.as_ref(), &opts).unwrap();
+    assert_eq!(report.sizes, [4, 4, 4]);
+    assert_eq!((report.chosen_layer, report.chosen_multiplier), (Some(8), 2.0));
+    // Yes/No statements asked as A/B items have an open-ended form: " Yes" vs " No" as the reply.
+    let e = report.effects.as_ref().unwrap();
+    assert_eq!(e.open.n, 4);
+    for t in &report.test {
+        assert!((0.0..=1.0).contains(&t.p_matching.mean) && t.logit_diff.n == 4);
+    }
+    assert!(report.rows.iter().all(|r| r.task == "narcissism" || r.suite != "mwe"));
+}
