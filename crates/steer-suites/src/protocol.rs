@@ -791,23 +791,14 @@ pub fn evaluate_mcq(
             }
         }
     }
-    if let (Some((p, n)), Some(ppl_task)) = (&damage, &opts.perplexity) {
-        for (variant, m, metric, v) in [
-            ("unsteered", 0.0, "perplexity", p[0]),
-            ("steered", chosen_multiplier, "perplexity", p[1]),
-            ("random", chosen_multiplier, "perplexity", p[2]),
-            ("steered", chosen_multiplier, "delta_perplexity", p[1] - p[0]),
-            ("random", chosen_multiplier, "delta_perplexity", p[2] - p[0]),
-        ] {
-            let mut r = with_suite(
-                row(variant, "test", chosen_layer, Some(m), metric, point(v, *n)),
-                "perplexity",
-            );
-            r.task = ppl_task.spec.name.clone();
-            r.task_version = ppl_task.spec.version;
-            r.data_sha256 = sha256_file(&ppl_task.file(&ppl_task.spec.test))?;
-            rows.push(r);
-        }
+    if let Some(first) = rows.first().cloned() {
+        rows.extend(perplexity_rows(
+            damage.as_ref(),
+            opts,
+            chosen_layer,
+            chosen_multiplier,
+            &first,
+        )?);
     }
     if let Some(first) = rows.first().cloned() {
         rows.extend(capability_rows(&caps, chosen_multiplier, &first)?);
@@ -902,6 +893,48 @@ pub(crate) fn capability_rows(caps: &CapabilityRows, multiplier: f32, template: 
         );
     }
     Ok(rows)
+}
+
+/// Result rows of perplexity damage `[unsteered, steered, random]` over `n`
+/// tokens at the chosen `layer` and `multiplier`; `template` gives model,
+/// method, seed and model hash.
+pub(crate) fn perplexity_rows(
+    damage: Option<&([f64; 3], usize)>,
+    opts: &EvalOptions,
+    layer: Option<usize>,
+    multiplier: f32,
+    template: &ResultRow,
+) -> Result<Vec<ResultRow>> {
+    let (Some((p, n)), Some(task)) = (damage, &opts.perplexity) else {
+        return Ok(Vec::new());
+    };
+    let sha = sha256_file(&task.file(&task.spec.test))?;
+    Ok([
+        ("unsteered", 0.0, "perplexity", p[0]),
+        ("steered", multiplier, "perplexity", p[1]),
+        ("random", multiplier, "perplexity", p[2]),
+        ("steered", multiplier, "delta_perplexity", p[1] - p[0]),
+        ("random", multiplier, "delta_perplexity", p[2] - p[0]),
+    ]
+    .into_iter()
+    .map(|(variant, m, metric, v)| {
+        let mut r = template.clone();
+        r.variant = variant.into();
+        r.suite = "perplexity".into();
+        r.task = task.spec.name.clone();
+        r.split = "test".into();
+        r.layer = layer;
+        r.multiplier = Some(m);
+        r.metric = metric.into();
+        r.value = v;
+        r.ci_low = None;
+        r.ci_high = None;
+        r.n = *n;
+        r.task_version = task.spec.version;
+        r.data_sha256 = sha.clone();
+        r
+    })
+    .collect())
 }
 
 /// Perplexity unsteered, with `chosen` and with `random`, both at `multiplier`.
@@ -1147,21 +1180,14 @@ pub fn evaluate_icl(
     for (variant, m, e) in &test_lines {
         rows.push(row(variant, "test", chosen_layer, Some(*m), "top1", *e));
     }
-    if let (Some((p, n)), Some(ppl_task)) = (&ppl, &opts.perplexity) {
-        for (variant, m, metric, v) in [
-            ("unsteered", 0.0, "perplexity", p[0]),
-            ("steered", chosen_multiplier, "perplexity", p[1]),
-            ("random", chosen_multiplier, "perplexity", p[2]),
-            ("steered", chosen_multiplier, "delta_perplexity", p[1] - p[0]),
-            ("random", chosen_multiplier, "delta_perplexity", p[2] - p[0]),
-        ] {
-            let mut r = row(variant, "test", chosen_layer, Some(m), metric, point(v, *n));
-            r.suite = "perplexity".into();
-            r.task = ppl_task.spec.name.clone();
-            r.task_version = ppl_task.spec.version;
-            r.data_sha256 = sha256_file(&ppl_task.file(&ppl_task.spec.test))?;
-            rows.push(r);
-        }
+    if let Some(first) = rows.first().cloned() {
+        rows.extend(perplexity_rows(
+            ppl.as_ref(),
+            opts,
+            chosen_layer,
+            chosen_multiplier,
+            &first,
+        )?);
     }
     if let Some(first) = rows.first().cloned() {
         rows.extend(capability_rows(&caps, chosen_multiplier, &first)?);

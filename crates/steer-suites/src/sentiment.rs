@@ -19,8 +19,8 @@ use steer_methods::{ContrastPair, Steering, SteeringMethod, TrainingSet};
 use steer_model::{ChatTokenizer, Llama};
 
 use crate::protocol::{
-    EvalOptions, Steerability, Subject, capability_damage, capability_rows, choose, damage, fit_sweep, random_like,
-    steerability, sweep_settings,
+    EvalOptions, Steerability, Subject, capability_damage, capability_rows, choose, damage, fit_sweep, perplexity_rows,
+    random_like, steerability, sweep_settings,
 };
 use crate::rows::ResultRow;
 use crate::scoring::continuations;
@@ -517,21 +517,14 @@ pub fn evaluate_sentiment(
             point(g.perplexity, n),
         ));
     }
-    if let (Some((p, n)), Some(ppl_task)) = (&ppl, &opts.perplexity) {
-        for (variant, m, metric, v) in [
-            ("unsteered", 0.0, "perplexity", p[0]),
-            ("steered", chosen_multiplier, "perplexity", p[1]),
-            ("random", chosen_multiplier, "perplexity", p[2]),
-            ("steered", chosen_multiplier, "delta_perplexity", p[1] - p[0]),
-            ("random", chosen_multiplier, "delta_perplexity", p[2] - p[0]),
-        ] {
-            let mut r = row(variant, "test", chosen_layer, Some(m), metric, point(v, *n));
-            r.suite = "perplexity".into();
-            r.task = ppl_task.spec.name.clone();
-            r.task_version = ppl_task.spec.version;
-            r.data_sha256 = sha256_file(&ppl_task.file(&ppl_task.spec.test))?;
-            rows.push(r);
-        }
+    if let Some(first) = rows.first().cloned() {
+        rows.extend(perplexity_rows(
+            ppl.as_ref(),
+            opts,
+            chosen_layer,
+            chosen_multiplier,
+            &first,
+        )?);
     }
     if let Some(first) = rows.first().cloned() {
         rows.extend(capability_rows(&caps, chosen_multiplier, &first)?);
