@@ -29,11 +29,12 @@ fn main() {
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("perf") => perf(&args[1..]),
         Some("leaderboard") => steerbench(&["leaderboard".to_string()]),
         Some("validate") => validate(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|demo|test [cargo test args]|bench [steerbench bench args]|leaderboard|validate>"
+                "usage: cargo xtask <setup|demo|test [cargo test args]|bench [steerbench bench args]|perf [steerbench perf args]|leaderboard|validate>"
             );
             std::process::exit(2);
         }
@@ -217,6 +218,15 @@ fn steerbench(args: &[String]) -> Result<()> {
 fn bench(extra: &[String]) -> Result<()> {
     setup()?;
     let mut args = vec!["bench".to_string()];
+    args.extend(extra.iter().cloned());
+    steerbench(&args)
+}
+
+/// The fixed performance workload on the default model (`steerbench perf`);
+/// `tools/perf_torch.py` runs the same one in PyTorch for `--compare`.
+fn perf(extra: &[String]) -> Result<()> {
+    setup()?;
+    let mut args = vec!["perf".to_string()];
     args.extend(extra.iter().cloned());
     steerbench(&args)
 }

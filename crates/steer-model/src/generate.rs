@@ -163,6 +163,7 @@ impl Llama {
                 positions: &positions,
                 prompt_lens: &prefill.lens,
                 batch: b,
+                variants: 1,
             };
             logits = self.step(&input, Some(&mut cache), &req)?.0;
         }

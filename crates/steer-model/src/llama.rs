@@ -102,6 +102,11 @@ pub(crate) struct StepInput<'a> {
     pub prompt_lens: &'a [usize],
     /// Batch size.
     pub batch: usize,
+    /// Independent copies of each row's tokens laid side by side along the
+    /// sequence axis (1 for an ordinary batch). With `v > 1`, the `T` slots of a
+    /// row are `v` equal blocks; each block attends to the cache and to itself
+    /// (causally) only, and edit multipliers are given per (row, block).
+    pub variants: usize,
 }
 
 /// Logits (if asked for) and captures of one step.
@@ -148,6 +153,7 @@ impl PaddedBatch {
             positions: &self.positions,
             prompt_lens: &self.lens,
             batch: self.lens.len(),
+            variants: 1,
         }
     }
 }
@@ -171,34 +177,63 @@ impl KvCache {
         }
     }
 
-    /// A copy of this one-row cache repeated for `rows` rows.
-    fn repeated(&self, rows: usize) -> KvCache {
+    /// A cache whose row `r` is a copy of row `rows[r]` of this one.
+    fn select(&self, rows: &[usize], device: &Device) -> KvCache {
+        let all_first = rows.iter().all(|&r| r == 0);
+        let pick = |t: &Tensor<4>| {
+            if all_first && t.dims()[0] == 1 {
+                t.clone().repeat_dim(0, rows.len())
+            } else {
+                let idx: Tensor<1, Int> = Tensor::from_data(
+                    TensorData::new(rows.iter().map(|&r| r as i64).collect::<Vec<_>>(), [rows.len()]),
+                    device,
+                );
+                t.clone().select(0, idx)
+            }
+        };
+        let mut valid = Vec::with_capacity(rows.len() * self.len);
+        for &r in rows {
+            valid.extend_from_slice(&self.valid[r * self.len..(r + 1) * self.len]);
+        }
         KvCache {
-            keys: self.keys.iter().map(|k| k.clone().repeat_dim(0, rows)).collect(),
-            values: self.values.iter().map(|v| v.clone().repeat_dim(0, rows)).collect(),
-            valid: self.valid.repeat(rows),
+            keys: self.keys.iter().map(pick).collect(),
+            values: self.values.iter().map(pick).collect(),
+            valid,
             len: self.len,
         }
     }
 }
 
-/// The keys and values of one token sequence, computed once and shared by
-/// every continuation run after it (few-shot demonstrations, a question whose
-/// answers are scored, a prompt patched many ways at its last token).
+/// The keys and values of one or more token sequences, computed once and
+/// shared by every continuation run after them (few-shot demonstrations, a
+/// question whose answers are scored, a prompt patched many ways at its last
+/// token).
 pub struct SharedPrefix {
+    /// One row per prefix, left-padded to the longest.
     cache: KvCache,
-    tokens: usize,
+    /// Tokens in each prefix.
+    lens: Vec<usize>,
 }
 
 impl SharedPrefix {
-    /// Number of tokens in the prefix.
+    /// Number of tokens in the first (for [`Llama::shared_prefix`], the only) prefix.
     pub fn len(&self) -> usize {
-        self.tokens
+        self.lens[0]
     }
 
-    /// Whether the prefix is empty (never true for a prefix the model built).
+    /// Whether the first prefix is empty (never true for a prefix the model built).
     pub fn is_empty(&self) -> bool {
-        self.tokens == 0
+        self.lens[0] == 0
+    }
+
+    /// Number of token sequences held.
+    pub fn count(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Tokens in each prefix.
+    pub fn lens(&self) -> &[usize] {
+        &self.lens
     }
 }
 
@@ -409,11 +444,17 @@ impl Llama {
     /// Computes the keys and values of `prefix` once, unsteered, for
     /// [`Llama::forward_after`].
     pub fn shared_prefix(&self, prefix: &[u32]) -> Result<SharedPrefix> {
-        if prefix.is_empty() {
+        self.shared_prefixes(&[prefix.to_vec()])
+    }
+
+    /// Computes the keys and values of several prefixes in one unsteered pass,
+    /// for [`Llama::forward_after_each`] and [`Llama::forward_variants`].
+    pub fn shared_prefixes(&self, prefixes: &[Vec<u32>]) -> Result<SharedPrefix> {
+        if prefixes.is_empty() || prefixes.iter().any(Vec::is_empty) {
             return Err(ModelError::bad_request("a shared prefix needs at least one token"));
         }
         let mut cache = KvCache::new();
-        let batch = PaddedBatch::new(&[prefix.to_vec()]);
+        let batch = PaddedBatch::new(prefixes);
         let req = ForwardRequest {
             captures: &[],
             edits: &[],
@@ -422,7 +463,7 @@ impl Llama {
         self.step(&batch.input(), Some(&mut cache), &req)?;
         Ok(SharedPrefix {
             cache,
-            tokens: prefix.len(),
+            lens: batch.lens,
         })
     }
 
@@ -438,39 +479,57 @@ impl Llama {
         continuations: &[Vec<u32>],
         req: &ForwardRequest,
     ) -> Result<ForwardOutput> {
+        if prefix.count() != 1 {
+            return Err(ModelError::bad_request(
+                "forward_after needs a single prefix; use forward_after_each for several",
+            ));
+        }
+        self.forward_after_each(prefix, &vec![0; continuations.len()], continuations, req)
+    }
+
+    /// Like [`Llama::forward_after`], with continuation `r` run after prefix
+    /// `which[r]` of a [`Llama::shared_prefixes`] pass.
+    pub fn forward_after_each(
+        &self,
+        prefix: &SharedPrefix,
+        which: &[usize],
+        continuations: &[Vec<u32>],
+        req: &ForwardRequest,
+    ) -> Result<ForwardOutput> {
         if continuations.is_empty() || continuations.iter().any(|r| r.is_empty()) {
             return Err(ModelError::bad_request(
                 "forward_after needs at least one non-empty continuation",
             ));
         }
-        let b = continuations.len();
-        self.validate_request(req, b)?;
-        let p = prefix.tokens;
-        let batch = PaddedBatch::new(continuations);
-        let prompt_lens: Vec<usize> = batch.lens.iter().map(|l| l + p).collect();
-        for e in req.edits {
-            if let Some(row) = (0..b).find(|&row| (0..p).any(|pos| e.positions().contains(pos, prompt_lens[row]))) {
-                return Err(ModelError::bad_request(format!(
-                    "an edit at layer {} touches the shared prefix of row {row}; prefixes are computed unsteered",
-                    e.layer()
-                )));
-            }
-        }
-        let longest = batch.lens.iter().max().copied().unwrap_or(0);
-        if p + longest > self.cfg.max_position_embeddings {
+        if which.len() != continuations.len() || which.iter().any(|&w| w >= prefix.count()) {
             return Err(ModelError::bad_request(format!(
-                "prefix of {p} tokens plus a continuation of {longest} exceeds the model's context of {}",
-                self.cfg.max_position_embeddings
+                "{} continuations name prefixes {:?} of {}",
+                continuations.len(),
+                which,
+                prefix.count()
             )));
         }
-        let positions: Vec<Option<usize>> = batch.positions.iter().map(|q| q.map(|q| q + p)).collect();
+        let b = continuations.len();
+        self.validate_request(req, b)?;
+        let batch = PaddedBatch::new(continuations);
+        let starts: Vec<usize> = which.iter().map(|&w| prefix.lens[w]).collect();
+        let prompt_lens: Vec<usize> = batch.lens.iter().zip(&starts).map(|(l, p)| l + p).collect();
+        self.check_after(req, &starts, &prompt_lens)?;
+        let t = batch.lens.iter().max().copied().unwrap_or(0);
+        let positions: Vec<Option<usize>> = batch
+            .positions
+            .iter()
+            .enumerate()
+            .map(|(slot, q)| q.map(|q| q + starts[slot / t]))
+            .collect();
         let input = StepInput {
             ids: &batch.ids,
             positions: &positions,
             prompt_lens: &prompt_lens,
             batch: b,
+            variants: 1,
         };
-        let mut cache = prefix.cache.repeated(b);
+        let mut cache = prefix.cache.select(which, &self.device);
         let (logits, captures) = self.step(&input, Some(&mut cache), req)?;
         Ok(ForwardOutput {
             logits,
@@ -478,6 +537,94 @@ impl Llama {
             pads: batch.pads,
             lens: batch.lens,
         })
+    }
+
+    /// Runs `variants` independent copies of each prefix's continuation in one
+    /// pass, without copying the prefixes' keys and values: copy `v` of
+    /// `continuations[r]` (all of one length) sees prefix `r` and its own
+    /// tokens only, so it gives the numbers [`Llama::forward_after`] gives for
+    /// that continuation alone under the same edits. Edit multipliers are
+    /// given per copy, `multipliers[r * variants + v]` (or none: the same for
+    /// every copy). Logits come back as `[R · variants, vocab]` for
+    /// `LogitsMode::Last` (the last token of each copy) and
+    /// `[R · variants, len, vocab]` for `LogitsMode::All`; captures are not
+    /// supported here.
+    pub fn forward_variants(
+        &self,
+        prefix: &SharedPrefix,
+        continuations: &[Vec<u32>],
+        variants: usize,
+        req: &ForwardRequest,
+    ) -> Result<Option<HostTensor>> {
+        let r = continuations.len();
+        if r != prefix.count() || variants == 0 {
+            return Err(ModelError::bad_request(format!(
+                "forward_variants needs one continuation per prefix ({} for {}) and at least one variant",
+                r,
+                prefix.count()
+            )));
+        }
+        let c = continuations[0].len();
+        if c == 0 || continuations.iter().any(|x| x.len() != c) {
+            return Err(ModelError::bad_request(
+                "forward_variants needs non-empty continuations of one length",
+            ));
+        }
+        if !req.captures.is_empty() {
+            return Err(ModelError::bad_request("forward_variants returns no captures"));
+        }
+        self.validate_request(req, r * variants)?;
+        let prompt_lens: Vec<usize> = prefix.lens.iter().map(|p| p + c).collect();
+        self.check_after(req, &prefix.lens, &prompt_lens)?;
+        let tq = variants * c;
+        let mut ids = Vec::with_capacity(r * tq);
+        let mut positions = Vec::with_capacity(r * tq);
+        for (row, cont) in continuations.iter().enumerate() {
+            for _ in 0..variants {
+                ids.extend_from_slice(cont);
+                positions.extend((0..c).map(|j| Some(prefix.lens[row] + j)));
+            }
+        }
+        let input = StepInput {
+            ids: &ids,
+            positions: &positions,
+            prompt_lens: &prompt_lens,
+            batch: r,
+            variants,
+        };
+        // A shallow copy: the pass appends to its own list of key and value tensors.
+        let mut cache = KvCache {
+            keys: prefix.cache.keys.clone(),
+            values: prefix.cache.values.clone(),
+            valid: prefix.cache.valid.clone(),
+            len: prefix.cache.len,
+        };
+        let (logits, _) = self.step(&input, Some(&mut cache), req)?;
+        Ok(logits)
+    }
+
+    /// Refuses edits that would touch a shared prefix (rows start at
+    /// `starts[row]`) and continuations that run past the context.
+    fn check_after(&self, req: &ForwardRequest, starts: &[usize], prompt_lens: &[usize]) -> Result<()> {
+        for e in req.edits {
+            if let Some(row) =
+                (0..starts.len()).find(|&row| (0..starts[row]).any(|pos| e.positions().contains(pos, prompt_lens[row])))
+            {
+                return Err(ModelError::bad_request(format!(
+                    "an edit at layer {} touches the shared prefix of row {row}; prefixes are computed unsteered",
+                    e.layer()
+                )));
+            }
+        }
+        if let Some(&longest) = prompt_lens.iter().max()
+            && longest > self.cfg.max_position_embeddings
+        {
+            return Err(ModelError::bad_request(format!(
+                "a prefix plus its continuation runs to {longest} tokens, past the model's context of {}",
+                self.cfg.max_position_embeddings
+            )));
+        }
+        Ok(())
     }
 
     /// One pass over `input`, appending to `cache` when given. Used for the
@@ -504,6 +651,13 @@ impl Llama {
             )));
         }
 
+        if input.variants == 0 || tq % input.variants != 0 {
+            return Err(ModelError::bad_request(format!(
+                "{tq} slots per row do not split into {} equal variants",
+                input.variants
+            )));
+        }
+
         // Key validity and the additive mask [B, 1, 1, Tq, Tk].
         let past = cache.as_ref().map_or(0, |c| c.len);
         let tk = past + tq;
@@ -514,11 +668,14 @@ impl Llama {
             }
             valid.extend((0..tq).map(|i| input.positions[row * tq + i].is_some()));
         }
+        // Slots attend to every valid cached key, and causally to the new keys of their own block.
+        let variants = input.variants.max(1);
+        let block = tq / variants;
         let mut mask = vec![0.0f32; b * tq * tk];
         for row in 0..b {
             for i in 0..tq {
                 for j in 0..tk {
-                    let causal = j < past || j - past <= i;
+                    let causal = j < past || (j - past <= i && (j - past) / block == i / block);
                     if !(causal && valid[row * tk + j]) {
                         mask[(row * tq + i) * tk + j] = MASKED;
                     }
@@ -555,8 +712,12 @@ impl Llama {
             let mult = edit.multipliers();
             let mut out = vec![0.0f32; b * tq];
             for row in 0..b {
-                let m = if mult.is_empty() { 1.0 } else { mult[row] };
                 for i in 0..tq {
+                    let m = match mult.len() {
+                        0 => 1.0,
+                        _ if variants > 1 => mult[row * variants + i / block],
+                        _ => mult[row],
+                    };
                     if let Some(p) = input.positions[row * tq + i]
                         && edit.positions().contains(p, input.prompt_lens[row])
                     {
@@ -693,14 +854,20 @@ impl Llama {
 
         let logits = match req.logits {
             LogitsMode::None => None,
+            // With variants, each block of a row is a sequence of its own.
             LogitsMode::Last => {
-                let last = x.narrow(1, tq - 1, 1).reshape([b, d]);
+                let last = x
+                    .reshape([b * variants, block, d])
+                    .narrow(1, block - 1, 1)
+                    .reshape([b * variants, d]);
                 let h = rms_norm(last, &self.norm, cfg.rms_norm_eps);
                 Some(to_host(h.matmul(self.lm_head.clone()))?)
             }
             LogitsMode::All => {
                 let h = rms_norm(x, &self.norm, cfg.rms_norm_eps).reshape([b * tq, d]);
-                let logits = h.matmul(self.lm_head.clone()).reshape([b, tq, cfg.vocab_size]);
+                let logits = h
+                    .matmul(self.lm_head.clone())
+                    .reshape([b * variants, block, cfg.vocab_size]);
                 Some(to_host(logits)?)
             }
         };

@@ -58,6 +58,39 @@ fn backends_agree_on_logits_captures_and_generation() {
             }
             let got = model.generate(&rows, std::slice::from_ref(&edit), &opts).unwrap();
             assert_eq!(got, ref_gen, "{backend} {arch:?}: greedy generation differs from cpu");
+            // Several prefixes, each continued by variant copies with their own multipliers.
+            let variants = |m: &Llama| {
+                let prefix = m.shared_prefixes(&rows).unwrap();
+                let per_copy = Edit::AddVector {
+                    layer: 1,
+                    vector: (0..32).map(|i| (i as f32 * 0.3).sin()).collect(),
+                    positions: Positions::PromptEndOnward,
+                    multipliers: vec![0.0, 1.0, -2.0, 0.5, 3.0, -1.0],
+                };
+                let req = ForwardRequest {
+                    captures: &[],
+                    edits: std::slice::from_ref(&per_copy),
+                    logits: LogitsMode::Last,
+                };
+                let lasts = vec![vec![7u32], vec![8u32]];
+                let copies = m.forward_variants(&prefix, &lasts, 3, &req).unwrap().unwrap();
+                let each = m
+                    .forward_after_each(
+                        &prefix,
+                        &[1, 0, 1],
+                        &[vec![5u32, 6], vec![2], vec![9]],
+                        &ForwardRequest::default(),
+                    )
+                    .unwrap();
+                (copies.data, each.logits.unwrap().data)
+            };
+            let (want_copies, want_each) = variants(&cpu);
+            let (got_copies, got_each) = variants(&model);
+            let d = max_diff(&want_copies, &got_copies).max(max_diff(&want_each, &got_each));
+            assert!(
+                d <= 1e-3,
+                "{backend} {arch:?}: prefix continuations differ from cpu by {d}"
+            );
         }
     }
 }

@@ -651,3 +651,127 @@ fn per_row_head_patches_match_single_patches() {
         assert!(max_diff(batched.row(&[h]), one.row(&[0])) < 1e-4, "head {h}");
     }
 }
+
+#[test]
+fn several_prefixes_and_variant_copies_give_the_numbers_of_whole_sequences() {
+    for arch in [Architecture::Llama, Architecture::Qwen2] {
+        let model = tiny_model(arch, 6);
+        let prefixes = vec![vec![7u32, 19, 23, 5, 61], vec![40u32, 2], vec![11u32, 8, 90, 31]];
+        let lasts = vec![vec![3u32, 14], vec![9, 9], vec![26, 53]];
+        let shared = model.shared_prefixes(&prefixes).unwrap();
+        assert_eq!(shared.count(), 3);
+        assert_eq!(shared.lens(), &[5, 2, 4]);
+        let vector: Vec<f32> = (0..32).map(|i| (i as f32 * 0.37).sin()).collect();
+        let other: Vec<f32> = (0..32).map(|i| (i as f32 * 0.11).cos()).collect();
+        // Three copies per prefix: unsteered, one vector at layer 1, another at layer 2.
+        let per_copy = |which: usize, m: f32| -> Vec<f32> {
+            (0..3)
+                .flat_map(|_| (0..3).map(move |v| if v == which { m } else { 0.0 }))
+                .collect()
+        };
+        let edits = vec![
+            Edit::AddVector {
+                layer: 1,
+                vector: vector.clone(),
+                positions: Positions::PromptEndOnward,
+                multipliers: per_copy(1, 1.5),
+            },
+            Edit::AddVector {
+                layer: 2,
+                vector: other.clone(),
+                positions: Positions::PromptEndOnward,
+                multipliers: per_copy(2, -2.0),
+            },
+        ];
+        let req = ForwardRequest {
+            captures: &[],
+            edits: &edits,
+            logits: LogitsMode::All,
+        };
+        let copies = model.forward_variants(&shared, &lasts, 3, &req).unwrap().unwrap();
+        assert_eq!(copies.shape, vec![9, 2, 97]);
+        let last = ForwardRequest {
+            logits: LogitsMode::Last,
+            ..req
+        };
+        let copies_last = model.forward_variants(&shared, &lasts, 3, &last).unwrap().unwrap();
+        assert_eq!(copies_last.shape, vec![9, 97]);
+        for (r, (p, c)) in prefixes.iter().zip(&lasts).enumerate() {
+            let whole = [p.as_slice(), c].concat();
+            let single = |layer: usize, v: &[f32], m: f32| Edit::AddVector {
+                layer,
+                vector: v.to_vec(),
+                positions: Positions::From(whole.len() - 1),
+                multipliers: vec![m],
+            };
+            for (v, e) in [Vec::new(), vec![single(1, &vector, 1.5)], vec![single(2, &other, -2.0)]]
+                .into_iter()
+                .enumerate()
+            {
+                let direct = all_logits(&model, std::slice::from_ref(&whole), &e);
+                let direct = direct.logits.unwrap();
+                for j in 0..c.len() {
+                    let got = copies.row(&[r * 3 + v, j]);
+                    assert!(
+                        max_diff(got, direct.row(&[0, p.len() + j])) < 1e-4,
+                        "{arch:?} prefix {r} copy {v} token {j}"
+                    );
+                }
+                assert!(max_diff(copies_last.row(&[r * 3 + v]), direct.row(&[0, whole.len() - 1])) < 1e-4);
+            }
+        }
+        // Continuation r after prefix which[r], with row edits, equals the whole sequence.
+        let which = [2usize, 0, 0, 1];
+        let conts = vec![vec![5u32], vec![6, 7, 8], vec![1], vec![4, 4]];
+        let row_edit = Edit::AddVector {
+            layer: 0,
+            vector: vector.clone(),
+            positions: Positions::PromptEndOnward,
+            multipliers: vec![1.0, 0.0, -1.0, 2.0],
+        };
+        let req = ForwardRequest {
+            captures: &[],
+            edits: std::slice::from_ref(&row_edit),
+            logits: LogitsMode::All,
+        };
+        let each = model.forward_after_each(&shared, &which, &conts, &req).unwrap();
+        let le = each.logits.as_ref().unwrap();
+        for (row, c) in conts.iter().enumerate() {
+            let p = &prefixes[which[row]];
+            let whole = [p.as_slice(), c].concat();
+            let e = Edit::AddVector {
+                layer: 0,
+                vector: vector.clone(),
+                positions: Positions::From(whole.len() - 1),
+                multipliers: vec![[1.0, 0.0, -1.0, 2.0][row]],
+            };
+            let direct = all_logits(&model, std::slice::from_ref(&whole), &[e]);
+            let direct = direct.logits.unwrap();
+            for j in 0..c.len() {
+                assert!(
+                    max_diff(le.row(&[row, each.padded_index(row, j)]), direct.row(&[0, p.len() + j])) < 1e-4,
+                    "{arch:?} continuation {row} token {j}"
+                );
+            }
+        }
+        // Misuse is an error, not a panic.
+        assert!(model.forward_after(&shared, &conts, &req).is_err());
+        assert!(
+            model
+                .forward_after_each(&shared, &[3], &[vec![1]], &ForwardRequest::default())
+                .is_err()
+        );
+        assert!(
+            model
+                .forward_variants(&shared, &lasts[..2], 3, &ForwardRequest::default())
+                .is_err()
+        );
+        let uneven = vec![vec![1u32], vec![2, 3], vec![4]];
+        assert!(
+            model
+                .forward_variants(&shared, &uneven, 2, &ForwardRequest::default())
+                .is_err()
+        );
+        assert!(model.shared_prefixes(&[vec![1], vec![]]).is_err());
+    }
+}

@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::Deserialize;
 use sha2::Digest;
 use steer_methods::{ContrastPair, Steering, SteeringKind, TrainingSet};
-use steer_model::{ChatMessage, ChatTokenizer, Edit, ForwardRequest, Llama, LogitsMode};
+use steer_model::{ChatMessage, ChatTokenizer, ForwardRequest, Llama, LogitsMode};
 
 use crate::jsonl::element_lines;
 use crate::{Result, SuiteError, read_text};
@@ -219,8 +219,63 @@ fn answer_close(tokenizer: &ChatTokenizer) -> Result<Vec<u32>> {
         .map_err(model_error)
 }
 
-/// Largest number of one-token rows run after one shared prompt at once.
-const ROWS_PER_PASS: usize = 32;
+/// Most one-token variant copies (items × variants) run in one pass.
+const SLOTS_PER_PASS: usize = 512;
+
+/// Most padded prompt tokens in one shared-prefix pass.
+const PREFIX_TOKENS_PER_PASS: usize = 2048;
+
+/// Next-token logits of every variant in `chunk` after every prompt of
+/// `group`: row `r · chunk.len() + v` is variant `v` after prompt `group[r]`.
+/// `None` is the unsteered model; `Some((s, k))` steering `s` at
+/// `multipliers[k]`, acting on the last prompt token only.
+fn variant_pass(
+    model: &Llama,
+    prompts: &[Vec<u32>],
+    group: &[usize],
+    chunk: &[Option<(usize, usize)>],
+    steerings: &[Steering],
+    multipliers: &[f32],
+) -> Result<steer_model::HostTensor> {
+    let no_logits = || SuiteError::BadRequest("the model returned no logits".into());
+    let mut edits = Vec::new();
+    let mut used: Vec<usize> = chunk.iter().filter_map(|v| v.map(|(s, _)| s)).collect();
+    used.dedup();
+    for s in used {
+        let per_copy: Vec<f32> = group
+            .iter()
+            .flat_map(|_| {
+                chunk.iter().map(move |v| match v {
+                    Some((vs, k)) if *vs == s => multipliers[*k],
+                    _ => 0.0,
+                })
+            })
+            .collect();
+        edits.extend(steerings[s].edits_per_row(&per_copy));
+    }
+    let req = ForwardRequest {
+        captures: &[],
+        edits: &edits,
+        logits: LogitsMode::Last,
+    };
+    if group.iter().any(|&i| prompts[i].len() < 2) {
+        // A one-token prompt has no prefix to share: run its copies as rows.
+        let rows: Vec<Vec<u32>> = group
+            .iter()
+            .flat_map(|&i| std::iter::repeat_n(prompts[i].clone(), chunk.len()))
+            .collect();
+        return model.forward(&rows, &req)?.logits.ok_or_else(no_logits);
+    }
+    let rests: Vec<Vec<u32>> = group
+        .iter()
+        .map(|&i| prompts[i][..prompts[i].len() - 1].to_vec())
+        .collect();
+    let lasts: Vec<Vec<u32>> = group.iter().map(|&i| vec![prompts[i][prompts[i].len() - 1]]).collect();
+    let prefix = model.shared_prefixes(&rests)?;
+    model
+        .forward_variants(&prefix, &lasts, chunk.len(), &req)?
+        .ok_or_else(no_logits)
+}
 
 /// The letter-logit difference `logit(matching) − logit(other)` of every item
 /// under every steering and multiplier: `result[s][k][i]` for steering `s`,
@@ -260,6 +315,21 @@ pub fn last_position_scores(
     batch: usize,
     score: &dyn Fn(usize, &[f32]) -> f32,
 ) -> Result<Vec<Vec<Vec<f32>>>> {
+    let limits = (SLOTS_PER_PASS, PREFIX_TOKENS_PER_PASS);
+    scores_in_passes(model, prompts, steerings, multipliers, batch, score, limits)
+}
+
+/// [`last_position_scores`] with at most `limits.0` variant copies per pass
+/// and `limits.1` padded prompt tokens per prefix pass.
+fn scores_in_passes(
+    model: &Llama,
+    prompts: &[Vec<u32>],
+    steerings: &[Steering],
+    multipliers: &[f32],
+    batch: usize,
+    score: &dyn Fn(usize, &[f32]) -> f32,
+    (slots_per_pass, prefix_tokens): (usize, usize),
+) -> Result<Vec<Vec<Vec<f32>>>> {
     if prompts.iter().any(Vec::is_empty) {
         return Err(SuiteError::BadRequest("every item needs a non-empty prompt".into()));
     }
@@ -274,54 +344,64 @@ pub fn last_position_scores(
     let no_logits = || SuiteError::BadRequest("the model returned no logits".into());
 
     if !fast.is_empty() {
-        let variants: Vec<(usize, usize)> = fast
-            .iter()
-            .flat_map(|&s| (0..multipliers.len()).map(move |k| (s, k)))
-            .collect();
-        // Each pass runs a chunk of variants; a steering's edits carry its
-        // multiplier on its own rows and 0 on the others.
-        type Pass<'a> = (&'a [(usize, usize)], Vec<Edit>);
-        let passes: Vec<Pass> = variants
-            .chunks(ROWS_PER_PASS)
-            .map(|chunk| {
-                let mut edits = Vec::new();
-                for &s in &fast {
-                    if !chunk.iter().any(|&(vs, _)| vs == s) {
-                        continue;
-                    }
-                    let per_row: Vec<f32> = chunk
-                        .iter()
-                        .map(|&(vs, k)| if vs == s { multipliers[k] } else { 0.0 })
-                        .collect();
-                    edits.extend(steerings[s].edits_per_row(&per_row));
-                }
-                (chunk, edits)
-            })
-            .collect();
-        for (i, prompt) in prompts.iter().enumerate() {
-            let (last, rest) = prompt.split_last().ok_or_else(no_logits)?;
-            let shared = if rest.is_empty() {
-                None
-            } else {
-                Some(model.shared_prefix(rest)?)
-            };
-            for (chunk, edits) in &passes {
-                let req = ForwardRequest {
-                    captures: &[],
-                    edits,
-                    logits: LogitsMode::Last,
-                };
-                let rows = vec![vec![*last]; chunk.len()];
-                let result = match &shared {
-                    Some(p) => model.forward_after(p, &rows, &req)?,
-                    None => model.forward(&rows, &req)?,
-                };
-                let logits = result.logits.ok_or_else(no_logits)?;
-                for (row, &(s, k)) in chunk.iter().enumerate() {
-                    out[s][k].push(score(i, logits.row(&[row])));
+        // Multiplier 0 is the unsteered model for every steering: one variant serves them all.
+        let mut variants: Vec<Option<(usize, usize)>> = Vec::new();
+        if multipliers.contains(&0.0) {
+            variants.push(None);
+        }
+        for &s in &fast {
+            for (k, &m) in multipliers.iter().enumerate() {
+                if m != 0.0 {
+                    variants.push(Some((s, k)));
                 }
             }
         }
+        let mut scores = vec![vec![0.0f32; variants.len()]; prompts.len()];
+        // Items of similar length share a prefix pass; all of a chunk of variants run as copies of
+        // each item's last token in one pass after it, without copying the prefix's keys and values.
+        let mut order: Vec<usize> = (0..prompts.len()).collect();
+        order.sort_by_key(|&i| (prompts[i].len(), i));
+        let mut v0 = 0;
+        while v0 < variants.len() {
+            let chunk = &variants[v0..(v0 + slots_per_pass.max(1)).min(variants.len())];
+            let mut at = 0;
+            while at < order.len() {
+                let longest = |n: usize| prompts[order[at + n - 1]].len();
+                let mut g = 1;
+                while at + g < order.len()
+                    && (g + 1) * chunk.len() <= slots_per_pass
+                    && (g + 1) * longest(g + 1) <= prefix_tokens
+                {
+                    g += 1;
+                }
+                let group = &order[at..at + g];
+                at += g;
+                let logits = variant_pass(model, prompts, group, chunk, steerings, multipliers)?;
+                for (r, &i) in group.iter().enumerate() {
+                    for v in 0..chunk.len() {
+                        scores[i][v0 + v] = score(i, logits.row(&[r * chunk.len() + v]));
+                    }
+                }
+            }
+            v0 += chunk.len();
+        }
+        for per_item in &scores {
+            for (v, variant) in variants.iter().enumerate() {
+                match variant {
+                    Some((s, k)) => out[*s][*k].push(per_item[v]),
+                    None => {
+                        for &s in &fast {
+                            for (k, &m) in multipliers.iter().enumerate() {
+                                if m == 0.0 {
+                                    out[s][k].push(per_item[v]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        debug_assert!(fast.iter().all(|&s| out[s].iter().all(|v| v.len() == prompts.len())));
     }
     for &s in &slow {
         for (k, &m) in multipliers.iter().enumerate() {
@@ -365,8 +445,8 @@ mod tests {
     fn shared_pass_gives_the_margins_of_whole_prompts() {
         let cfg = ModelConfig::tiny(Architecture::Llama);
         let model = Llama::load(&cfg, &WeightSource::random(&cfg, 3), &Backend::Cpu.device().unwrap()).unwrap();
-        let prompts = vec![vec![5u32, 9, 14, 2], vec![7, 3], vec![11, 12, 13, 14, 15, 16]];
-        let letters = vec![(20u32, 21u32), (21, 20), (20, 21)];
+        let prompts = vec![vec![5u32, 9, 14, 2], vec![7, 3], vec![11, 12, 13, 14, 15, 16], vec![9]];
+        let letters = vec![(20u32, 21u32), (21, 20), (20, 21), (21, 20)];
         let steering = |kind: SteeringKind, positions: Positions| Steering {
             method: "test".into(),
             kind,
@@ -408,6 +488,12 @@ mod tests {
         ];
         let multipliers = [-2.0f32, 0.0, 1.5];
         let got = letter_margins(&model, &prompts, &letters, &steerings, &multipliers, 2).unwrap();
+        // Small passes: variants split over passes, one item per prefix pass.
+        let margin = |i: usize, row: &[f32]| row[letters[i].0 as usize] - row[letters[i].1 as usize];
+        let small = scores_in_passes(&model, &prompts, &steerings, &multipliers, 2, &margin, (2, 6)).unwrap();
+        for (a, b) in got.iter().flatten().flatten().zip(small.iter().flatten().flatten()) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
         for (s, steering) in steerings.iter().enumerate() {
             for (k, &m) in multipliers.iter().enumerate() {
                 for (i, prompt) in prompts.iter().enumerate() {

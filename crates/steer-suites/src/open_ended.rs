@@ -9,7 +9,7 @@ use steer_methods::Steering;
 use steer_model::{ChatMessage, ChatTokenizer, Llama};
 
 use crate::ab::AbItem;
-use crate::scoring::continuations;
+use crate::scoring::continuation_sweep;
 use crate::{Result, SuiteError};
 
 /// An A/B item without letters.
@@ -117,9 +117,9 @@ pub fn open_margins(
             None
         };
         let answers = [item.matching.clone(), item.other.clone()];
-        for (s, steering) in steerings.iter().enumerate() {
-            for (k, &m) in multipliers.iter().enumerate() {
-                let ll = continuations(model, &item.prompt, shared.as_ref(), &answers, Some((steering, m)))?;
+        let ll = continuation_sweep(model, &item.prompt, shared.as_ref(), &answers, steerings, multipliers)?;
+        for (s, per_s) in ll.iter().enumerate() {
+            for (k, ll) in per_s.iter().enumerate() {
                 out[s][k].push((ll[0] - ll[1]) as f32);
             }
         }

@@ -128,3 +128,156 @@ pub fn continuations(
     let from = vec![prefix.len() + p; rows.len()];
     row_log_likelihoods(model, None, &rows, &from, &edits)
 }
+
+/// Largest number of continuation rows run after one shared prompt at once.
+const CONTINUATION_ROWS_PER_PASS: usize = 64;
+
+/// [`continuations`] under every steering and multiplier at once:
+/// `result[s][k][c]` is the summed log-likelihood of `continuations[c]` after
+/// `prompt` with `steerings[s]` at `multipliers[k]`.
+///
+/// Multiplier 0 is the unsteered model whatever the steering, so it is scored
+/// once. Steerings that leave the prompt before its last token alone share one
+/// unsteered pass over it (`shared`, when given, must be that pass) and run
+/// all their variants as rows of a few batched passes, each row carrying its
+/// own multiplier; the others run variant by variant.
+pub fn continuation_sweep(
+    model: &Llama,
+    prompt: &[u32],
+    shared: Option<&SharedPrefix>,
+    continuations: &[Vec<u32>],
+    steerings: &[Steering],
+    multipliers: &[f32],
+) -> Result<Vec<Vec<Vec<f64>>>> {
+    let Some((&last, rest)) = prompt.split_last() else {
+        return Err(SuiteError::BadRequest("a scored continuation needs a prompt".into()));
+    };
+    if continuations.is_empty() || continuations.iter().any(|c| c.is_empty()) {
+        return Err(SuiteError::BadRequest("a scored continuation is empty".into()));
+    }
+    let p = prompt.len();
+    let n = continuations.len();
+    let touches_prefix = |s: &Steering| {
+        matches!(s.kind, SteeringKind::Prompt { .. }) || (0..p - 1).any(|pos| s.positions.contains(pos, p))
+    };
+    let mut out = vec![vec![Vec::new(); multipliers.len()]; steerings.len()];
+
+    // Variant `None` is the unsteered model; `Some((s, k))` a steered one.
+    let mut variants: Vec<Option<(usize, usize)>> = Vec::new();
+    if multipliers.contains(&0.0) || steerings.is_empty() {
+        variants.push(None);
+    }
+    for (s, steering) in steerings.iter().enumerate() {
+        for (k, &m) in multipliers.iter().enumerate() {
+            if m == 0.0 {
+                continue;
+            }
+            if touches_prefix(steering) {
+                out[s][k] = self::continuations(model, prompt, None, continuations, Some((steering, m)))?;
+            } else {
+                variants.push(Some((s, k)));
+            }
+        }
+    }
+    let owned;
+    let shared = match shared {
+        Some(prefix) => Some(prefix),
+        None if p > 1 && !variants.is_empty() => {
+            owned = model.shared_prefix(rest)?;
+            Some(&owned)
+        }
+        None => None,
+    };
+    let anchored_steerings: Vec<Steering> = steerings.iter().map(|s| anchored(s, p)).collect();
+    let rows_of_one: Vec<Vec<u32>> = continuations.iter().map(|c| [&[last], c.as_slice()].concat()).collect();
+    let per_pass = (CONTINUATION_ROWS_PER_PASS / n).max(1);
+    let mut unsteered = Vec::new();
+    for chunk in variants.chunks(per_pass) {
+        let mut edits = Vec::new();
+        for (s, steering) in anchored_steerings.iter().enumerate() {
+            if !chunk.iter().any(|v| v.is_some_and(|(vs, _)| vs == s)) {
+                continue;
+            }
+            let per_row: Vec<f32> = chunk
+                .iter()
+                .flat_map(|v| {
+                    let m = match v {
+                        Some((vs, k)) if *vs == s => multipliers[*k],
+                        _ => 0.0,
+                    };
+                    std::iter::repeat_n(m, n)
+                })
+                .collect();
+            edits.extend(steering.edits_per_row(&per_row));
+        }
+        let rows: Vec<Vec<u32>> = (0..chunk.len()).flat_map(|_| rows_of_one.iter().cloned()).collect();
+        let from = vec![1; rows.len()];
+        let ll = row_log_likelihoods(model, shared, &rows, &from, &edits)?;
+        for (j, v) in chunk.iter().enumerate() {
+            let values = ll[j * n..(j + 1) * n].to_vec();
+            match v {
+                Some((s, k)) => out[*s][*k] = values,
+                None => unsteered = values,
+            }
+        }
+    }
+    for (k, &m) in multipliers.iter().enumerate() {
+        if m == 0.0 {
+            for per_steering in out.iter_mut() {
+                per_steering[k] = unsteered.clone();
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use steer_model::{Architecture, Backend, ModelConfig, Positions, WeightSource};
+
+    use super::*;
+
+    #[test]
+    fn a_batched_sweep_scores_what_each_variant_scores_alone() {
+        let cfg = ModelConfig::tiny(Architecture::Llama);
+        let model = Llama::load(&cfg, &WeightSource::random(&cfg, 5), &Backend::Cpu.device().unwrap()).unwrap();
+        let steering = |kind: SteeringKind, positions: Positions| Steering {
+            method: "test".into(),
+            kind,
+            positions,
+            params: BTreeMap::new(),
+            metadata: BTreeMap::new(),
+        };
+        let v: Vec<f32> = (0..32).map(|i| (i as f32 * 0.7).cos()).collect();
+        let steerings = vec![
+            steering(
+                SteeringKind::Additive {
+                    vectors: vec![(1, v.clone())],
+                },
+                Positions::PromptEndOnward,
+            ),
+            steering(
+                SteeringKind::NormPreserving {
+                    vectors: vec![(2, v.clone())],
+                },
+                Positions::PromptEndOnward,
+            ),
+            steering(SteeringKind::Additive { vectors: vec![(0, v)] }, Positions::All),
+        ];
+        let multipliers = [-1.0f32, 0.0, 2.0];
+        let conts = vec![vec![4u32, 8], vec![15], vec![16, 23, 42]];
+        for prompt in [vec![3u32, 1, 4, 1, 5], vec![9u32]] {
+            let got = continuation_sweep(&model, &prompt, None, &conts, &steerings, &multipliers).unwrap();
+            for (s, steering) in steerings.iter().enumerate() {
+                for (k, &m) in multipliers.iter().enumerate() {
+                    let want = continuations(&model, &prompt, None, &conts, Some((steering, m))).unwrap();
+                    for (a, b) in got[s][k].iter().zip(&want) {
+                        assert!((a - b).abs() < 1e-3, "steering {s} × {m}: {a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -23,7 +23,7 @@ use crate::protocol::{
     random_like, steerability, sweep_settings,
 };
 use crate::rows::ResultRow;
-use crate::scoring::continuations;
+use crate::scoring::{continuation_sweep, continuations};
 use crate::spec::{Format, Task};
 use crate::stats::{Estimate, bootstrap};
 use crate::vader::Vader;
@@ -192,15 +192,16 @@ pub fn sentiment_margins(
         } else {
             None
         };
-        for (s, steering) in steerings.iter().enumerate() {
-            for (k, &m) in multipliers.iter().enumerate() {
-                let ll = continuations(
-                    model,
-                    &item.prompt,
-                    shared.as_ref(),
-                    &item.continuations,
-                    Some((steering, m)),
-                )?;
+        let ll = continuation_sweep(
+            model,
+            &item.prompt,
+            shared.as_ref(),
+            &item.continuations,
+            steerings,
+            multipliers,
+        )?;
+        for (s, per_s) in ll.iter().enumerate() {
+            for (k, ll) in per_s.iter().enumerate() {
                 let pairs = ll.len() / 2;
                 let margin = (0..pairs).map(|j| ll[2 * j] - ll[2 * j + 1]).sum::<f64>() / pairs as f64;
                 out[s][k].push(margin as f32);

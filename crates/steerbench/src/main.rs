@@ -3,6 +3,7 @@
 use steer_suites::ab;
 
 mod bench;
+mod perf;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -298,6 +299,23 @@ enum Command {
         /// Backends to run, comma-separated (default: every compiled one).
         #[arg(long, value_delimiter = ',')]
         backends: Option<Vec<String>>,
+    },
+    /// Time a fixed workload on a real model (forward, CAA fit at every layer,
+    /// the validation sweep, steered and unsteered decoding); compare with
+    /// `tools/perf_torch.py` through `--compare`.
+    Perf {
+        /// The model to time.
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// The suites folder (default: the one in this source tree).
+        #[arg(long)]
+        suites: Option<PathBuf>,
+        /// Write this run's figures (and sweep margins) as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// A JSON report of the same workload from another implementation, to print ratios against.
+        #[arg(long)]
+        compare: Option<PathBuf>,
     },
     /// List the registered steering methods.
     Methods,
@@ -867,6 +885,18 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             backends,
         } => sweep_bench(items, seq, &multipliers, repeat, seed, backends.as_deref())?,
+        Command::Perf {
+            model,
+            suites,
+            json,
+            compare,
+        } => perf::run(
+            &model,
+            &cli.backend,
+            &suites.unwrap_or_else(steer_suites::spec::default_root),
+            json.as_ref(),
+            compare.as_ref(),
+        )?,
         Command::Methods => {
             for m in steer_methods::registry() {
                 let info = m.info();
