@@ -1,5 +1,7 @@
 //! Criterion benchmarks on the default model: load time, batched forward
-//! throughput and decode speed with and without a steering vector.
+//! throughput, decode speed with and without a steering vector, and the
+//! sweep kernel (shared prefixes, then every variant as a copy of the last
+//! token in one pass).
 //!
 //! Run with `cargo bench -p steer-model` after `cargo xtask setup`. The
 //! backend is `STEERBENCH_BENCH_BACKEND` (cpu by default).
@@ -89,5 +91,51 @@ fn bench_decode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_load, bench_forward, bench_decode);
+/// Four prompts of 150 tokens; 30 layers × 4 non-zero multipliers + 1 unsteered
+/// = 121 copies of each prompt's last token, each with its own multiplier.
+fn bench_sweep(c: &mut Criterion) {
+    let model = load();
+    let cfg = model.model.config().clone();
+    let prompts = random_tokens(4, 150, cfg.vocab_size, 2);
+    let rests: Vec<Vec<u32>> = prompts.iter().map(|p| p[..p.len() - 1].to_vec()).collect();
+    let lasts: Vec<Vec<u32>> = prompts.iter().map(|p| vec![p[p.len() - 1]]).collect();
+    let grid = [-2.0f32, -1.0, 1.0, 2.0];
+    let variants = 1 + cfg.num_hidden_layers * grid.len();
+    let edits: Vec<Edit> = (0..cfg.num_hidden_layers)
+        .map(|layer| Edit::AddVector {
+            layer,
+            vector: (0..cfg.hidden_size)
+                .map(|i| ((i * 31 + layer) % 17) as f32 * 0.02 - 0.16)
+                .collect(),
+            positions: Positions::PromptEndOnward,
+            multipliers: (0..prompts.len())
+                .flat_map(|_| {
+                    (0..variants).map(move |v| match v {
+                        0 => 0.0,
+                        v if (v - 1) / grid.len() == layer => grid[(v - 1) % grid.len()],
+                        _ => 0.0,
+                    })
+                })
+                .collect(),
+        })
+        .collect();
+    let req = ForwardRequest {
+        captures: &[],
+        edits: &edits,
+        logits: LogitsMode::Last,
+    };
+    let mut group = c.benchmark_group("sweep");
+    group.sample_size(10).measurement_time(Duration::from_secs(30));
+    group.throughput(Throughput::Elements((prompts.len() * variants) as u64));
+    group.bench_function("prefixes_4x149", |b| {
+        b.iter(|| model.model.shared_prefixes(&rests).unwrap())
+    });
+    let prefix = model.model.shared_prefixes(&rests).unwrap();
+    group.bench_function("variants_4x121", |b| {
+        b.iter(|| model.model.forward_variants(&prefix, &lasts, variants, &req).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_load, bench_forward, bench_decode, bench_sweep);
 criterion_main!(benches);

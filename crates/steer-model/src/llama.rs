@@ -651,7 +651,7 @@ impl Llama {
             )));
         }
 
-        if input.variants == 0 || tq % input.variants != 0 {
+        if input.variants == 0 || !tq.is_multiple_of(input.variants) {
             return Err(ModelError::bad_request(format!(
                 "{tq} slots per row do not split into {} equal variants",
                 input.variants
