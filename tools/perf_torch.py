@@ -49,6 +49,17 @@ def chat(tokenizer, question):
     )
 
 
+def median_of_three(fn):
+    """Runs fn once untimed, then three times timed; returns the median seconds."""
+    fn()
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def forward_text():
     data = (REPO / "suites/perplexity/wikitext2/wiki.test.raw").read_bytes()
     return data[: data.rindex(b"\n", 0, FORWARD_TEXT_BYTES)].decode("utf-8")
@@ -82,13 +93,7 @@ def main():
         with torch.inference_mode():
             model(input_ids=batch, use_cache=False)
 
-    forward()
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        forward()
-        times.append(time.perf_counter() - start)
-    forward_s = statistics.median(times)
+    forward_s = median_of_three(forward)
     print(f"forward {FORWARD_ROWS}x{FORWARD_SEQ}: {forward_s:.3f} s", flush=True)
 
     # 2. CAA fit at every layer: the prompt, "(" and the letter; read at the letter.
@@ -148,19 +153,10 @@ def main():
         if out.shape[1] - prompt_ids.shape[1] != DECODE_TOKENS:
             raise SystemExit("decoding stopped early")
 
-    def timed_decode():
-        decode()
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            decode()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
-
-    decode_s = timed_decode()
+    decode_s = median_of_three(decode)
     steer = SteeringVector({DECODE_LAYER: vectors[DECODE_LAYER]}, layer_type="decoder_block")
     with steer.apply(model, multiplier=DECODE_MULTIPLIER, min_token_index=0):
-        decode_steered_s = timed_decode()
+        decode_steered_s = median_of_three(decode)
     print(f"decode {DECODE_TOKENS}: {decode_s:.3f} s, steered {decode_steered_s:.3f} s", flush=True)
 
     report = {

@@ -158,7 +158,9 @@ impl PaddedBatch {
     }
 }
 
-/// Keys and values of every block for the tokens seen so far.
+/// Keys and values of every block for the tokens seen so far. Cloning shares
+/// the tensors; a pass appends by replacing them, never by writing into them.
+#[derive(Clone)]
 pub(crate) struct KvCache {
     keys: Vec<Tensor<4>>,
     values: Vec<Tensor<4>>,
@@ -179,18 +181,11 @@ impl KvCache {
 
     /// A cache whose row `r` is a copy of row `rows[r]` of this one.
     fn select(&self, rows: &[usize], device: &Device) -> KvCache {
-        let all_first = rows.iter().all(|&r| r == 0);
-        let pick = |t: &Tensor<4>| {
-            if all_first && t.dims()[0] == 1 {
-                t.clone().repeat_dim(0, rows.len())
-            } else {
-                let idx: Tensor<1, Int> = Tensor::from_data(
-                    TensorData::new(rows.iter().map(|&r| r as i64).collect::<Vec<_>>(), [rows.len()]),
-                    device,
-                );
-                t.clone().select(0, idx)
-            }
-        };
+        let idx: Tensor<1, Int> = Tensor::from_data(
+            TensorData::new(rows.iter().map(|&r| r as i64).collect::<Vec<_>>(), [rows.len()]),
+            device,
+        );
+        let pick = |t: &Tensor<4>| t.clone().select(0, idx.clone());
         let mut valid = Vec::with_capacity(rows.len() * self.len);
         for &r in rows {
             valid.extend_from_slice(&self.valid[r * self.len..(r + 1) * self.len]);
@@ -592,14 +587,7 @@ impl Llama {
             batch: r,
             variants,
         };
-        // A shallow copy: the pass appends to its own list of key and value tensors.
-        let mut cache = KvCache {
-            keys: prefix.cache.keys.clone(),
-            values: prefix.cache.values.clone(),
-            valid: prefix.cache.valid.clone(),
-            len: prefix.cache.len,
-        };
-        let (logits, _) = self.step(&input, Some(&mut cache), req)?;
+        let (logits, _) = self.step(&input, Some(&mut prefix.cache.clone()), req)?;
         Ok(logits)
     }
 
@@ -669,7 +657,7 @@ impl Llama {
             valid.extend((0..tq).map(|i| input.positions[row * tq + i].is_some()));
         }
         // Slots attend to every valid cached key, and causally to the new keys of their own block.
-        let variants = input.variants.max(1);
+        let variants = input.variants;
         let block = tq / variants;
         let mut mask = vec![0.0f32; b * tq * tk];
         for row in 0..b {

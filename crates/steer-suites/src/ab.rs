@@ -12,10 +12,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 use sha2::Digest;
-use steer_methods::{ContrastPair, Steering, SteeringKind, TrainingSet};
+use steer_methods::{ContrastPair, Steering, TrainingSet};
 use steer_model::{ChatMessage, ChatTokenizer, ForwardRequest, Llama, LogitsMode};
 
 use crate::jsonl::element_lines;
+use crate::scoring::{Variant, sweep_variants, touches_before_last, variant_edits};
 use crate::{Result, SuiteError, read_text};
 
 /// One A/B item: a question that lists its choices, and which letter shows the behaviour.
@@ -233,26 +234,12 @@ fn variant_pass(
     model: &Llama,
     prompts: &[Vec<u32>],
     group: &[usize],
-    chunk: &[Option<(usize, usize)>],
+    chunk: &[Variant],
     steerings: &[Steering],
     multipliers: &[f32],
 ) -> Result<steer_model::HostTensor> {
     let no_logits = || SuiteError::BadRequest("the model returned no logits".into());
-    let mut edits = Vec::new();
-    let mut used: Vec<usize> = chunk.iter().filter_map(|v| v.map(|(s, _)| s)).collect();
-    used.dedup();
-    for s in used {
-        let per_copy: Vec<f32> = group
-            .iter()
-            .flat_map(|_| {
-                chunk.iter().map(move |v| match v {
-                    Some((vs, k)) if *vs == s => multipliers[*k],
-                    _ => 0.0,
-                })
-            })
-            .collect();
-        edits.extend(steerings[s].edits_per_row(&per_copy));
-    }
+    let edits = variant_edits(chunk, steerings, multipliers, group.len(), 1);
     let req = ForwardRequest {
         captures: &[],
         edits: &edits,
@@ -334,28 +321,13 @@ fn scores_in_passes(
         return Err(SuiteError::BadRequest("every item needs a non-empty prompt".into()));
     }
     let mut out = vec![vec![Vec::with_capacity(prompts.len()); multipliers.len()]; steerings.len()];
-    let last_only = |s: &Steering| {
-        !matches!(s.kind, SteeringKind::Prompt { .. })
-            && prompts
-                .iter()
-                .all(|p| (0..p.len() - 1).all(|pos| !s.positions.contains(pos, p.len())))
-    };
+    let last_only = |s: &Steering| prompts.iter().all(|p| !touches_before_last(s, p.len()));
     let (fast, slow): (Vec<usize>, Vec<usize>) = (0..steerings.len()).partition(|&s| last_only(&steerings[s]));
     let no_logits = || SuiteError::BadRequest("the model returned no logits".into());
 
     if !fast.is_empty() {
         // Multiplier 0 is the unsteered model for every steering: one variant serves them all.
-        let mut variants: Vec<Option<(usize, usize)>> = Vec::new();
-        if multipliers.contains(&0.0) {
-            variants.push(None);
-        }
-        for &s in &fast {
-            for (k, &m) in multipliers.iter().enumerate() {
-                if m != 0.0 {
-                    variants.push(Some((s, k)));
-                }
-            }
-        }
+        let variants = sweep_variants(&fast, multipliers, multipliers.contains(&0.0));
         let mut scores = vec![vec![0.0f32; variants.len()]; prompts.len()];
         // Items of similar length share a prefix pass; all of a chunk of variants run as copies of
         // each item's last token in one pass after it, without copying the prefix's keys and values.
@@ -437,6 +409,7 @@ fn scores_in_passes(
 mod tests {
     use std::collections::BTreeMap;
 
+    use steer_methods::SteeringKind;
     use steer_model::{Architecture, Backend, ModelConfig, Positions, WeightSource};
 
     use super::*;

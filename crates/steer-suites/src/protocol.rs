@@ -791,18 +791,7 @@ pub fn evaluate_mcq(
             }
         }
     }
-    if let Some(first) = rows.first().cloned() {
-        rows.extend(perplexity_rows(
-            damage.as_ref(),
-            opts,
-            chosen_layer,
-            chosen_multiplier,
-            &first,
-        )?);
-    }
-    if let Some(first) = rows.first().cloned() {
-        rows.extend(capability_rows(&caps, chosen_multiplier, &first)?);
-    }
+    push_damage_rows(&mut rows, damage.as_ref(), &caps, opts, chosen_layer, chosen_multiplier)?;
     Ok(McqReport {
         task: task.id(),
         method: info.name.to_string(),
@@ -850,7 +839,7 @@ pub(crate) fn capability_damage(
 }
 
 /// Result rows of capability damage.
-pub(crate) fn capability_rows(caps: &CapabilityRows, multiplier: f32, template: &ResultRow) -> Result<Vec<ResultRow>> {
+fn capability_rows(caps: &CapabilityRows, multiplier: f32, template: &ResultRow) -> Result<Vec<ResultRow>> {
     let mut rows = Vec::new();
     for (name, c, task) in caps {
         let sha = sha256_file(&task.file(&task.spec.test))?;
@@ -895,10 +884,29 @@ pub(crate) fn capability_rows(caps: &CapabilityRows, multiplier: f32, template: 
     Ok(rows)
 }
 
+/// Appends the damage rows (perplexity, then capability) of the chosen
+/// configuration to `rows`, taking model, method, seed and hashes from its
+/// first row; nothing is appended to an empty list.
+pub(crate) fn push_damage_rows(
+    rows: &mut Vec<ResultRow>,
+    perplexity: Option<&([f64; 3], usize)>,
+    caps: &CapabilityRows,
+    opts: &EvalOptions,
+    layer: Option<usize>,
+    multiplier: f32,
+) -> Result<()> {
+    let Some(first) = rows.first().cloned() else {
+        return Ok(());
+    };
+    rows.extend(perplexity_rows(perplexity, opts, layer, multiplier, &first)?);
+    rows.extend(capability_rows(caps, multiplier, &first)?);
+    Ok(())
+}
+
 /// Result rows of perplexity damage `[unsteered, steered, random]` over `n`
 /// tokens at the chosen `layer` and `multiplier`; `template` gives model,
 /// method, seed and model hash.
-pub(crate) fn perplexity_rows(
+fn perplexity_rows(
     damage: Option<&([f64; 3], usize)>,
     opts: &EvalOptions,
     layer: Option<usize>,
@@ -1180,18 +1188,7 @@ pub fn evaluate_icl(
     for (variant, m, e) in &test_lines {
         rows.push(row(variant, "test", chosen_layer, Some(*m), "top1", *e));
     }
-    if let Some(first) = rows.first().cloned() {
-        rows.extend(perplexity_rows(
-            ppl.as_ref(),
-            opts,
-            chosen_layer,
-            chosen_multiplier,
-            &first,
-        )?);
-    }
-    if let Some(first) = rows.first().cloned() {
-        rows.extend(capability_rows(&caps, chosen_multiplier, &first)?);
-    }
+    push_damage_rows(&mut rows, ppl.as_ref(), &caps, opts, chosen_layer, chosen_multiplier)?;
     Ok(IclReport {
         task: task.id(),
         method: info.name.to_string(),

@@ -81,6 +81,59 @@ pub fn anchored(steering: &Steering, prompt_len: usize) -> Steering {
     s
 }
 
+/// Whether `steering` changes a prompt of `prompt_len` tokens before its last
+/// token (a prompt prefix always does), so that the rest of the prompt cannot
+/// be computed once, unsteered, and shared.
+pub(crate) fn touches_before_last(steering: &Steering, prompt_len: usize) -> bool {
+    matches!(steering.kind, SteeringKind::Prompt { .. })
+        || (0..prompt_len.saturating_sub(1)).any(|pos| steering.positions.contains(pos, prompt_len))
+}
+
+/// One setting of a sweep: `None` is the unsteered model, `Some((s, k))`
+/// steering `s` at multiplier `k`.
+pub(crate) type Variant = Option<(usize, usize)>;
+
+/// The settings of `steerings` (indices) over `multipliers`: the unsteered
+/// model once when `unsteered` is set, then each steering at each non-zero multiplier.
+pub(crate) fn sweep_variants(steerings: &[usize], multipliers: &[f32], unsteered: bool) -> Vec<Variant> {
+    let steered = steerings.iter().flat_map(|&s| {
+        (0..multipliers.len())
+            .filter(|&k| multipliers[k] != 0.0)
+            .map(move |k| Some((s, k)))
+    });
+    unsteered.then_some(None).into_iter().chain(steered).collect()
+}
+
+/// Edits that run every variant of `chunk` on rows of its own: the batch is
+/// `outer` blocks of `chunk.len()` variants of `inner` rows each, and a
+/// steering's edits carry its multiplier on its variants' rows and 0 elsewhere.
+pub(crate) fn variant_edits(
+    chunk: &[Variant],
+    steerings: &[Steering],
+    multipliers: &[f32],
+    outer: usize,
+    inner: usize,
+) -> Vec<Edit> {
+    let mut used: Vec<usize> = chunk.iter().filter_map(|v| v.map(|(s, _)| s)).collect();
+    used.sort_unstable();
+    used.dedup();
+    let mut edits = Vec::new();
+    for s in used {
+        let per_row: Vec<f32> = (0..outer)
+            .flat_map(|_| chunk.iter())
+            .flat_map(|v| {
+                let m = match v {
+                    Some((vs, k)) if *vs == s => multipliers[*k],
+                    _ => 0.0,
+                };
+                std::iter::repeat_n(m, inner)
+            })
+            .collect();
+        edits.extend(steerings[s].edits_per_row(&per_row));
+    }
+    edits
+}
+
 /// Summed log-likelihood of each of `continuations` after `prompt`, with
 /// `steering` at its multiplier acting as it is defined (from the last prompt
 /// token on for most methods); `None` or multiplier 0 is the unsteered model.
@@ -102,10 +155,7 @@ pub fn continuations(
     }
     let p = prompt.len();
     let steering = steering.filter(|(_, m)| *m != 0.0);
-    let touches_prefix = steering.is_some_and(|(s, _)| {
-        matches!(s.kind, SteeringKind::Prompt { .. }) || (0..p - 1).any(|pos| s.positions.contains(pos, p))
-    });
-    if !touches_prefix {
+    if !steering.is_some_and(|(s, _)| touches_before_last(s, p)) {
         let edits = steering.map_or_else(Vec::new, |(s, m)| anchored(s, p).edits(m));
         let rows: Vec<Vec<u32>> = continuations.iter().map(|c| [&[last], c.as_slice()].concat()).collect();
         let from = vec![1; rows.len()];
@@ -157,28 +207,18 @@ pub fn continuation_sweep(
     }
     let p = prompt.len();
     let n = continuations.len();
-    let touches_prefix = |s: &Steering| {
-        matches!(s.kind, SteeringKind::Prompt { .. }) || (0..p - 1).any(|pos| s.positions.contains(pos, p))
-    };
     let mut out = vec![vec![Vec::new(); multipliers.len()]; steerings.len()];
-
-    // Variant `None` is the unsteered model; `Some((s, k))` a steered one.
-    let mut variants: Vec<Option<(usize, usize)>> = Vec::new();
-    if multipliers.contains(&0.0) || steerings.is_empty() {
-        variants.push(None);
-    }
-    for (s, steering) in steerings.iter().enumerate() {
+    let (slow, fast): (Vec<usize>, Vec<usize>) =
+        (0..steerings.len()).partition(|&s| touches_before_last(&steerings[s], p));
+    for &s in &slow {
         for (k, &m) in multipliers.iter().enumerate() {
-            if m == 0.0 {
-                continue;
-            }
-            if touches_prefix(steering) {
-                out[s][k] = self::continuations(model, prompt, None, continuations, Some((steering, m)))?;
-            } else {
-                variants.push(Some((s, k)));
+            if m != 0.0 {
+                out[s][k] = self::continuations(model, prompt, None, continuations, Some((&steerings[s], m)))?;
             }
         }
     }
+    let with_unsteered = multipliers.contains(&0.0) && !steerings.is_empty();
+    let variants = sweep_variants(&fast, multipliers, with_unsteered);
     let owned;
     let shared = match shared {
         Some(prefix) => Some(prefix),
@@ -193,23 +233,7 @@ pub fn continuation_sweep(
     let per_pass = (CONTINUATION_ROWS_PER_PASS / n).max(1);
     let mut unsteered = Vec::new();
     for chunk in variants.chunks(per_pass) {
-        let mut edits = Vec::new();
-        for (s, steering) in anchored_steerings.iter().enumerate() {
-            if !chunk.iter().any(|v| v.is_some_and(|(vs, _)| vs == s)) {
-                continue;
-            }
-            let per_row: Vec<f32> = chunk
-                .iter()
-                .flat_map(|v| {
-                    let m = match v {
-                        Some((vs, k)) if *vs == s => multipliers[*k],
-                        _ => 0.0,
-                    };
-                    std::iter::repeat_n(m, n)
-                })
-                .collect();
-            edits.extend(steering.edits_per_row(&per_row));
-        }
+        let edits = variant_edits(chunk, &anchored_steerings, multipliers, 1, n);
         let rows: Vec<Vec<u32>> = (0..chunk.len()).flat_map(|_| rows_of_one.iter().cloned()).collect();
         let from = vec![1; rows.len()];
         let ll = row_log_likelihoods(model, shared, &rows, &from, &edits)?;

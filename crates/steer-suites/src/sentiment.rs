@@ -19,8 +19,8 @@ use steer_methods::{ContrastPair, Steering, SteeringMethod, TrainingSet};
 use steer_model::{ChatTokenizer, Llama};
 
 use crate::protocol::{
-    EvalOptions, Steerability, Subject, capability_damage, capability_rows, choose, damage, fit_sweep, perplexity_rows,
-    random_like, steerability, sweep_settings,
+    EvalOptions, Steerability, Subject, capability_damage, choose, damage, fit_sweep, push_damage_rows, random_like,
+    steerability, sweep_settings,
 };
 use crate::rows::ResultRow;
 use crate::scoring::{continuation_sweep, continuations};
@@ -518,18 +518,7 @@ pub fn evaluate_sentiment(
             point(g.perplexity, n),
         ));
     }
-    if let Some(first) = rows.first().cloned() {
-        rows.extend(perplexity_rows(
-            ppl.as_ref(),
-            opts,
-            chosen_layer,
-            chosen_multiplier,
-            &first,
-        )?);
-    }
-    if let Some(first) = rows.first().cloned() {
-        rows.extend(capability_rows(&caps, chosen_multiplier, &first)?);
-    }
+    push_damage_rows(&mut rows, ppl.as_ref(), &caps, opts, chosen_layer, chosen_multiplier)?;
     Ok(SentimentReport {
         task: task.id(),
         method: info.name.to_string(),

@@ -14,17 +14,22 @@ fn default_model() -> LoadedModel {
     LoadedModel::load("default", &Backend::Cpu.device().unwrap()).unwrap()
 }
 
+/// The default model as an evaluation subject.
+fn subject(loaded: &LoadedModel) -> Subject<'_> {
+    Subject {
+        model: &loaded.model,
+        tokenizer: &loaded.tokenizer,
+        name: "default".into(),
+        sha256: steer_model::model::DEFAULT_MODEL_SHA256.into(),
+    }
+}
+
 #[test]
 fn mcq_slice_with_the_default_model() {
     let loaded = default_model();
     let catalog = Catalog::open(&default_root()).unwrap();
     let task = catalog.select("mcq", Some("refusal")).unwrap()[0];
-    let subject = Subject {
-        model: &loaded.model,
-        tokenizer: &loaded.tokenizer,
-        name: "default".into(),
-        sha256: steer_model::model::DEFAULT_MODEL_SHA256.into(),
-    };
+    let subject = subject(&loaded);
     let mut wikitext = catalog.select("perplexity", Some("wikitext2")).unwrap()[0].clone();
     wikitext.spec.max_tokens = Some(300);
     wikitext.spec.window = Some(160);
@@ -139,12 +144,7 @@ fn icl_slice_with_the_default_model() {
     let loaded = default_model();
     let catalog = Catalog::open(&default_root()).unwrap();
     let task = catalog.select("icl", Some("country-capital")).unwrap()[0];
-    let subject = Subject {
-        model: &loaded.model,
-        tokenizer: &loaded.tokenizer,
-        name: "default".into(),
-        sha256: steer_model::model::DEFAULT_MODEL_SHA256.into(),
-    };
+    let subject = subject(&loaded);
     let opts = EvalOptions {
         layers: Some(vec![6]),
         multipliers: Some(vec![-1.0, 0.0, 1.0]),
@@ -222,12 +222,7 @@ fn sentiment_slice_with_the_default_model() {
     let catalog = Catalog::open(&default_root()).unwrap();
     let mut task = catalog.select("sentiment", Some("openings")).unwrap()[0].clone();
     task.spec.max_new_tokens = Some(6);
-    let subject = Subject {
-        model: &loaded.model,
-        tokenizer: &loaded.tokenizer,
-        name: "default".into(),
-        sha256: steer_model::model::DEFAULT_MODEL_SHA256.into(),
-    };
+    let subject = subject(&loaded);
     let opts = EvalOptions {
         layers: Some(vec![6]),
         multipliers: Some(vec![-4.0, 0.0, 4.0]),
@@ -387,12 +382,7 @@ fn mwe_persona_slice_with_the_default_model() {
     let loaded = default_model();
     let catalog = Catalog::open(&default_root()).unwrap();
     let task = catalog.select("mwe", Some("narcissism")).unwrap()[0];
-    let subject = Subject {
-        model: &loaded.model,
-        tokenizer: &loaded.tokenizer,
-        name: "default".into(),
-        sha256: steer_model::model::DEFAULT_MODEL_SHA256.into(),
-    };
+    let subject = subject(&loaded);
     let opts = EvalOptions {
         layers: Some(vec![8]),
         multipliers: Some(vec![-2.0, 0.0, 2.0]),

@@ -72,9 +72,17 @@ pub struct PerfReport {
     pub vector_norms: Vec<f32>,
 }
 
-fn median(mut times: Vec<f64>) -> f64 {
+/// Runs `work` once untimed, then three times timed; the median seconds.
+fn median_of_three(mut work: impl FnMut() -> Result<()>) -> Result<f64> {
+    work()?;
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        work()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
     times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    Ok(times[1])
 }
 
 /// WikiText-2 test text cut to the last line end before `FORWARD_TEXT_BYTES`.
@@ -123,7 +131,8 @@ fn peak_gflops(threads: usize) -> (f64, String) {
     )
 }
 
-/// Runs the workload on `model` and returns its figures.
+/// Runs the workload on `model_spec`, prints the table (against `compare`
+/// when given) and writes the figures to `json` when given.
 pub fn run(
     model_spec: &str,
     backend: &str,
@@ -131,6 +140,17 @@ pub fn run(
     json: Option<&PathBuf>,
     compare: Option<&PathBuf>,
 ) -> Result<()> {
+    // A report to compare against is read first, so that a bad file fails before the workload runs.
+    let other = match compare {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+            Some(
+                serde_json::from_str::<PerfReport>(&text)
+                    .with_context(|| format!("{}: not a perf report", path.display()))?,
+            )
+        }
+        None => None,
+    };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let backend: steer_model::Backend = backend.parse()?;
     let device = backend.device()?;
@@ -159,14 +179,10 @@ pub fn run(
         edits: &[],
         logits: LogitsMode::All,
     };
-    model.forward(&batch, &req)?;
-    let mut times = Vec::new();
-    for _ in 0..3 {
-        let start = Instant::now();
+    let forward_s = median_of_three(|| {
         model.forward(&batch, &req)?;
-        times.push(start.elapsed().as_secs_f64());
-    }
-    let forward_s = median(times);
+        Ok(())
+    })?;
     eprintln!("forward {rows}×{seq}: {forward_s:.3} s");
 
     // 2. CAA fit at every layer.
@@ -240,17 +256,13 @@ pub fn run(
         multipliers: Vec::new(),
     }];
     let decode = |edits: &[Edit]| -> Result<f64> {
-        model.generate(std::slice::from_ref(&prompt), edits, &gen_opts)?;
-        let mut times = Vec::new();
-        for _ in 0..3 {
-            let start = Instant::now();
+        median_of_three(|| {
             let out = model.generate(std::slice::from_ref(&prompt), edits, &gen_opts)?;
-            times.push(start.elapsed().as_secs_f64());
             if out[0].len() != DECODE_TOKENS {
                 bail!("decoding gave {} tokens, expected {DECODE_TOKENS}", out[0].len());
             }
-        }
-        Ok(median(times))
+            Ok(())
+        })
     };
     let decode_s = decode(&[])?;
     let decode_steered_s = decode(&steer)?;
@@ -273,21 +285,8 @@ pub fn run(
         let text = serde_json::to_string(&report)?;
         std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))?;
     }
-    let other = match compare {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-            Some(
-                serde_json::from_str::<PerfReport>(&text)
-                    .with_context(|| format!("{}: not a perf report", path.display()))?,
-            )
-        }
-        None => None,
-    };
-    print_table(&cfg, &report, other.as_ref(), prompt.len(), &test_lengths(&prompts))
-}
-
-fn test_lengths(prompts: &[Vec<u32>]) -> Vec<usize> {
-    prompts.iter().map(Vec::len).collect()
+    let sweep_lens: Vec<usize> = prompts.iter().map(Vec::len).collect();
+    print_table(&cfg, &report, other.as_ref(), prompt.len(), &sweep_lens)
 }
 
 /// Prints the figures, GFLOP/s against the machine's peak and, with a second report, the ratios.
