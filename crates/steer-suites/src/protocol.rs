@@ -76,6 +76,44 @@ pub struct Subject<'a> {
     pub name: String,
     /// sha256 of its weights file.
     pub sha256: String,
+    /// Told when each phase of an evaluation starts (`None`: nobody listens).
+    pub progress: Option<&'a dyn Progress>,
+}
+
+/// Listens to an evaluation's phases (fitting, sweeps, each damage
+/// measurement); the runner draws them as a progress bar.
+pub trait Progress: Sync {
+    /// Phase `index` (0-based) of `count`, called `name`, starts.
+    fn phase(&self, name: &str, index: usize, count: usize);
+}
+
+/// The phases of one evaluation, announced to the subject's listener.
+pub(crate) struct Phases<'a> {
+    progress: Option<&'a dyn Progress>,
+    names: Vec<String>,
+}
+
+impl<'a> Phases<'a> {
+    /// The phases `names`, then the damage measurements `opts` asks for.
+    pub(crate) fn new(subject: &Subject<'a>, names: &[&str], opts: &EvalOptions) -> Phases<'a> {
+        let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        if let Some(task) = &opts.perplexity {
+            names.push(task.id());
+        }
+        names.extend(opts.capability.iter().map(|t| t.id()));
+        Phases {
+            progress: subject.progress,
+            names,
+        }
+    }
+
+    /// Announces that phase `name` starts.
+    pub(crate) fn enter(&self, name: &str) {
+        if let Some(p) = self.progress {
+            let index = self.names.iter().position(|n| n == name).unwrap_or(self.names.len());
+            p.phase(name, index, self.names.len());
+        }
+    }
 }
 
 /// Mean validation numbers of one (layer, multiplier).
@@ -534,14 +572,24 @@ pub fn evaluate_mcq(
         }
     }
     let (layers, grid) = sweep_settings(model, method, opts)?;
+    let mut names = vec!["fit", "validation", "test"];
+    if opts.open_ended {
+        names.push("open-ended");
+    }
+    if opts.generations > 0 && task.spec.open_prompts.is_some() {
+        names.push("generations");
+    }
+    let phases = Phases::new(subject, &names, opts);
 
     // Fit on the training split, reading activations once for every layer.
+    phases.enter("fit");
     let started = Instant::now();
     let mut data = training_set(subject.tokenizer, &train)?;
     let (steerings, sweep_layers) = fit_sweep(model, method, &mut data, &layers, opts)?;
     let fit_seconds = started.elapsed().as_secs_f64();
 
     // Validation sweep and the choice.
+    phases.enter("validation");
     let started = Instant::now();
     let (val_prompts, val_letters) = prompts_and_letters(subject.tokenizer, &val)?;
     let margins = letter_margins(model, &val_prompts, &val_letters, &steerings, &grid, opts.batch_size)?;
@@ -564,6 +612,7 @@ pub fn evaluate_mcq(
     let val_seconds = started.elapsed().as_secs_f64();
 
     // Test: the chosen steering over the grid, and a random steering of its size.
+    phases.enter("test");
     let started = Instant::now();
     let random = random_like(&chosen, &data, model, opts.seed)?;
     let (test_prompts, test_letters) = prompts_and_letters(subject.tokenizer, &test_items)?;
@@ -603,6 +652,7 @@ pub fn evaluate_mcq(
     let k_zero = grid.iter().position(|m| *m == 0.0).unwrap_or(0);
     let mut open_rows: Vec<(usize, [f32; 3])> = Vec::new();
     if opts.open_ended {
+        phases.enter("open-ended");
         let forms: Vec<(usize, crate::open_ended::OpenItem)> = test_items
             .iter()
             .enumerate()
@@ -634,11 +684,13 @@ pub fn evaluate_mcq(
         }
     });
 
-    // Damage: perplexity with the chosen configuration applied everywhere.
-    let damage = damage(subject, opts, &chosen, &random, chosen_multiplier)?;
-    let perplexity = damage.map(|(p, _)| p);
-    let caps = capability_damage(subject, opts, &chosen, &random, chosen_multiplier)?;
+    phases.enter("generations");
     let generations = open_generations(subject, task, info.name, &chosen, chosen_layer, chosen_multiplier, opts)?;
+
+    // Damage: perplexity and capability with the chosen configuration applied everywhere.
+    let damage = damage(subject, &phases, opts, &chosen, &random, chosen_multiplier)?;
+    let perplexity = damage.map(|(p, _)| p);
+    let caps = capability_damage(subject, &phases, opts, &chosen, &random, chosen_multiplier)?;
     let test_seconds = started.elapsed().as_secs_f64();
 
     // Rows.
@@ -817,6 +869,7 @@ pub(crate) type CapabilityRows = Vec<(String, [crate::tinybench::Capability; 3],
 /// Accuracy on every capability task, unsteered, with `chosen` and with `random` at `multiplier`.
 pub(crate) fn capability_damage(
     subject: &Subject,
+    phases: &Phases,
     opts: &EvalOptions,
     chosen: &Steering,
     random: &Steering,
@@ -825,6 +878,7 @@ pub(crate) fn capability_damage(
     opts.capability
         .iter()
         .map(|task| {
+            phases.enter(&task.id());
             let c = crate::tinybench::capability(
                 subject.model,
                 subject.tokenizer,
@@ -948,6 +1002,7 @@ fn perplexity_rows(
 /// Perplexity unsteered, with `chosen` and with `random`, both at `multiplier`.
 pub(crate) fn damage(
     subject: &Subject,
+    phases: &Phases,
     opts: &EvalOptions,
     chosen: &Steering,
     random: &Steering,
@@ -956,6 +1011,7 @@ pub(crate) fn damage(
     let Some(task) = &opts.perplexity else {
         return Ok(None);
     };
+    phases.enter(&task.id());
     let windows = crate::perplexity::windows(task, subject.tokenizer)?;
     let (plain, n) = crate::perplexity::perplexity(subject.model, &windows, None, 2)?;
     let steered = crate::perplexity::perplexity(subject.model, &windows, Some((chosen, multiplier)), 2)?.0;
@@ -1043,12 +1099,15 @@ pub fn evaluate_icl(
         }
     }
     let (layers, grid) = sweep_settings(model, method, opts)?;
+    let phases = Phases::new(subject, &["fit", "validation", "test"], opts);
 
+    phases.enter("fit");
     let started = Instant::now();
     let mut data = crate::icl::training_set(subject.tokenizer, &train)?;
     let (steerings, sweep_layers) = fit_sweep(model, method, &mut data, &layers, opts)?;
     let fit_seconds = started.elapsed().as_secs_f64();
 
+    phases.enter("validation");
     let started = Instant::now();
     let (val_prompts, val_answers) = prompts_and_answers(subject.tokenizer, &val)?;
     let hit = |answers: &[u32]| {
@@ -1080,6 +1139,7 @@ pub fn evaluate_icl(
     let chosen = steerings[chosen_index / grid.len()].clone();
     let val_seconds = started.elapsed().as_secs_f64();
 
+    phases.enter("test");
     let started = Instant::now();
     let random = random_like(&chosen, &data, model, opts.seed)?;
     let (test_prompts, test_answers) = prompts_and_answers(subject.tokenizer, &test)?;
@@ -1133,8 +1193,8 @@ pub fn evaluate_icl(
         .collect();
     test_lines.push(("random", chosen_multiplier, est(&rand[0][0])));
     test_lines.push(("few_shot", 0.0, est(&few[0][0])));
-    let ppl = damage(subject, opts, &chosen, &random, chosen_multiplier)?;
-    let caps = capability_damage(subject, opts, &chosen, &random, chosen_multiplier)?;
+    let ppl = damage(subject, &phases, opts, &chosen, &random, chosen_multiplier)?;
+    let caps = capability_damage(subject, &phases, opts, &chosen, &random, chosen_multiplier)?;
     let test_seconds = started.elapsed().as_secs_f64();
 
     let data_sha256 = sha256_file(&path)?;

@@ -19,8 +19,8 @@ use steer_methods::{ContrastPair, Steering, SteeringMethod, TrainingSet};
 use steer_model::{ChatTokenizer, Llama};
 
 use crate::protocol::{
-    EvalOptions, Steerability, Subject, capability_damage, choose, damage, fit_sweep, push_damage_rows, random_like,
-    steerability, sweep_settings,
+    EvalOptions, Phases, Steerability, Subject, capability_damage, choose, damage, fit_sweep, push_damage_rows,
+    random_like, steerability, sweep_settings,
 };
 use crate::rows::ResultRow;
 use crate::scoring::{continuation_sweep, continuations};
@@ -302,12 +302,15 @@ pub fn evaluate_sentiment(
         }
     }
     let (layers, grid) = sweep_settings(model, method, opts)?;
+    let phases = Phases::new(subject, &["fit", "validation", "test", "generations"], opts);
 
+    phases.enter("fit");
     let started = Instant::now();
     let mut data = training_set(tokenizer, &train, &words)?;
     let (steerings, sweep_layers) = fit_sweep(model, method, &mut data, &layers, opts)?;
     let fit_seconds = started.elapsed().as_secs_f64();
 
+    phases.enter("validation");
     let started = Instant::now();
     let val_items = scored_openings(tokenizer, &val, &words)?;
     let margins = sentiment_margins(model, &val_items, &steerings, &grid)?;
@@ -324,6 +327,7 @@ pub fn evaluate_sentiment(
     let chosen = steerings[chosen_index / grid.len()].clone();
     let val_seconds = started.elapsed().as_secs_f64();
 
+    phases.enter("test");
     let started = Instant::now();
     let random = random_like(&chosen, &data, model, opts.seed)?;
     let test_items = scored_openings(tokenizer, &test, &words)?;
@@ -358,6 +362,7 @@ pub fn evaluate_sentiment(
     ];
 
     // Greedy continuations, scored by VADER and by their unsteered perplexity.
+    phases.enter("generations");
     let prompt_tokens: Vec<Vec<u32>> = test_items.iter().map(|t| t.prompt.clone()).collect();
     let eos = tokenizer.eos_ids().to_vec();
     let mut generations = Vec::new();
@@ -404,8 +409,8 @@ pub fn evaluate_sentiment(
             texts,
         });
     }
-    let ppl = damage(subject, opts, &chosen, &random, chosen_multiplier)?;
-    let caps = capability_damage(subject, opts, &chosen, &random, chosen_multiplier)?;
+    let ppl = damage(subject, &phases, opts, &chosen, &random, chosen_multiplier)?;
+    let caps = capability_damage(subject, &phases, opts, &chosen, &random, chosen_multiplier)?;
     let test_seconds = started.elapsed().as_secs_f64();
 
     // Rows.

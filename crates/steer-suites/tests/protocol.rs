@@ -21,6 +21,7 @@ fn subject(loaded: &LoadedModel) -> Subject<'_> {
         tokenizer: &loaded.tokenizer,
         name: "default".into(),
         sha256: steer_model::model::DEFAULT_MODEL_SHA256.into(),
+        progress: None,
     }
 }
 

@@ -25,14 +25,16 @@ pub struct Outcome {
     pub generations: Vec<Generation>,
 }
 
-/// Evaluates `method` on `task` with the protocol its format calls for,
-/// printing the report unless `quiet`.
+/// Evaluates `method` on `task` with the protocol its format calls for.
+/// Unless `quiet`, the report is printed through `show` (which may hide
+/// progress bars while it prints).
 pub fn evaluate(
     subject: &Subject,
     task: &Task,
     method: &dyn steer_methods::SteeringMethod,
     opts: &EvalOptions,
     quiet: bool,
+    show: &dyn Fn(&mut dyn FnMut()),
 ) -> Result<Outcome> {
     let slopes = |steer: &[(&'static str, steer_suites::protocol::Steerability)]| {
         let mut items = Vec::new();
@@ -50,7 +52,7 @@ pub fn evaluate(
         Format::IclPairs => {
             let report = steer_suites::protocol::evaluate_icl(subject, task, method, opts)?;
             if !quiet {
-                crate::print_icl_report(&report);
+                show(&mut || crate::print_icl_report(&report));
             }
             Outcome {
                 rows: report.rows,
@@ -61,7 +63,7 @@ pub fn evaluate(
         Format::Sentiment => {
             let report = steer_suites::sentiment::evaluate_sentiment(subject, task, method, opts)?;
             if !quiet {
-                crate::print_sentiment_report(&report);
+                show(&mut || crate::print_sentiment_report(&report));
             }
             let mut generations = Vec::new();
             for g in &report.generations {
@@ -86,7 +88,7 @@ pub fn evaluate(
         Format::CaaAb => {
             let report = steer_suites::protocol::evaluate_mcq(subject, task, method, opts)?;
             if !quiet {
-                crate::print_report(&report);
+                show(&mut || crate::print_report(&report));
             }
             Outcome {
                 items: slopes(&report.steerability),
@@ -247,6 +249,42 @@ pub struct BenchSettings<'a> {
     pub verbose: bool,
 }
 
+/// Draws the phases of the unit in flight as a second bar and keeps when each started.
+struct PhaseBar {
+    bar: indicatif::ProgressBar,
+    started: std::sync::Mutex<Vec<(String, Instant)>>,
+}
+
+impl steer_suites::protocol::Progress for PhaseBar {
+    fn phase(&self, name: &str, index: usize, count: usize) {
+        self.bar.set_length(count as u64);
+        self.bar.set_position(index as u64);
+        self.bar.set_message(name.to_string());
+        if let Ok(mut started) = self.started.lock() {
+            started.push((name.to_string(), Instant::now()));
+        }
+    }
+}
+
+impl PhaseBar {
+    /// `name=seconds` of every phase since the last call, space-separated.
+    fn take_times(&self) -> String {
+        let Ok(mut started) = self.started.lock() else {
+            return String::new();
+        };
+        let now = Instant::now();
+        let ends: Vec<Instant> = started.iter().skip(1).map(|(_, t)| *t).chain([now]).collect();
+        let text = started
+            .iter()
+            .zip(ends)
+            .map(|((name, t), end)| format!("{name}={:.1}", (end - *t).as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        started.clear();
+        text
+    }
+}
+
 /// Runs every unit not finished yet. Returns `(done now, skipped)`.
 pub fn run_units(subject: &Subject, units: &[Unit], settings: &BenchSettings) -> Result<(usize, usize)> {
     let _lock = Lock::take(&settings.results.join("runs"))?;
@@ -259,24 +297,40 @@ pub fn run_units(subject: &Subject, units: &[Unit], settings: &BenchSettings) ->
     if skipped > 0 {
         println!("{skipped} of {} units are already finished; skipping them", units.len());
     }
-    let bar = indicatif::ProgressBar::new(todo.len() as u64);
+    let bars = indicatif::MultiProgress::new();
+    let bar = bars.add(indicatif::ProgressBar::new(todo.len() as u64));
     bar.set_style(
         indicatif::ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} units, ETA {eta} — {msg}")
             .expect("a valid progress template"),
     );
+    let phases = PhaseBar {
+        bar: bars.add(indicatif::ProgressBar::new(0)),
+        started: std::sync::Mutex::new(Vec::new()),
+    };
+    phases.bar.set_style(
+        indicatif::ProgressStyle::with_template("           {bar:30} phase {pos}/{len}: {msg} ({elapsed})")
+            .expect("a valid progress template"),
+    );
+    let unit_subject = Subject {
+        model: subject.model,
+        tokenizer: subject.tokenizer,
+        name: subject.name.clone(),
+        sha256: subject.sha256.clone(),
+        progress: Some(&phases),
+    };
     for unit in &todo {
         let info = unit.method.info();
         bar.set_message(format!("{} on {}", info.name, unit.task.id()));
+        phases.bar.reset_elapsed();
         let started = Instant::now();
-        let outcome = bar.suspend(|| {
-            evaluate(
-                subject,
-                unit.task,
-                unit.method.as_ref(),
-                &settings.opts,
-                !settings.verbose,
-            )
-        })?;
+        let outcome = evaluate(
+            &unit_subject,
+            unit.task,
+            unit.method.as_ref(),
+            &settings.opts,
+            !settings.verbose,
+            &|print| bars.suspend(&mut *print),
+        )?;
         let [csv, items, generations, sidecar] = unit_paths(settings.results, settings.model, info.name, unit.task);
         if let Some(dir) = csv.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
@@ -326,7 +380,12 @@ pub fn run_units(subject: &Subject, units: &[Unit], settings: &BenchSettings) ->
         let seconds = started.elapsed().as_secs_f64();
         append_timing(
             settings.results,
-            &format!("{}\t{}\t{seconds:.1}", info.name, unit.task.id()),
+            &format!(
+                "{}\t{}\t{seconds:.1}\t{}",
+                info.name,
+                unit.task.id(),
+                phases.take_times()
+            ),
         )?;
         // A hidden bar (output not a terminal) prints nothing, so logs get plain lines.
         let line = format!(
@@ -343,6 +402,7 @@ pub fn run_units(subject: &Subject, units: &[Unit], settings: &BenchSettings) ->
         }
         bar.inc(1);
     }
+    phases.bar.finish_and_clear();
     bar.finish_and_clear();
     Ok((todo.len(), skipped))
 }

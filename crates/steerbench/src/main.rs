@@ -229,9 +229,10 @@ enum Command {
         /// The model.
         #[arg(long, default_value = "default")]
         model: String,
-        /// `quick` (24 items per split, layers 3, 6, …, the last multiple of 3
-        /// below the layer count, a 1024-token perplexity text) or `full`
-        /// (every item and layer).
+        /// `quick` (the selected tasks tagged `quick` — one per suite —
+        /// unless `--task` names one; 24 items per split; layers 3, 6, …, the
+        /// last multiple of 3 below the layer count; a 1024-token perplexity
+        /// text) or `full` (every selected task, item and layer).
         #[arg(long, default_value = "full")]
         profile: String,
         /// Use at most N items of each split (overrides the profile).
@@ -717,6 +718,7 @@ fn run(cli: Cli) -> Result<()> {
                 tokenizer: &loaded.tokenizer,
                 name: model.clone(),
                 sha256: loaded.sha256()?,
+                progress: None,
             };
             let opts = steer_suites::protocol::EvalOptions {
                 layers,
@@ -734,7 +736,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut rows = Vec::new();
             let mut kept = Vec::new();
             for task in tasks {
-                let outcome = bench::evaluate(&subject, task, fitter.as_ref(), &opts, false)?;
+                let outcome = bench::evaluate(&subject, task, fitter.as_ref(), &opts, false, &|print| print())?;
                 rows.extend(outcome.rows);
                 kept.extend(outcome.generations);
             }
@@ -792,6 +794,19 @@ fn run(cli: Cli) -> Result<()> {
             if tasks.is_empty() {
                 bail!("'{suite}' selects no behaviour task (damage tasks are measured with each unit)");
             }
+            // The quick profile runs the selection's tasks tagged `quick`, one per suite.
+            let tasks: Vec<&steer_suites::spec::Task> = if profile == "quick" && task.is_none() {
+                let quick: Vec<_> = tasks
+                    .into_iter()
+                    .filter(|t| t.spec.tags.iter().any(|g| g == "quick"))
+                    .collect();
+                if quick.is_empty() {
+                    bail!("no task of '{suite}' is tagged quick; name one with --task or use --profile full");
+                }
+                quick
+            } else {
+                tasks
+            };
             let loaded = load(&model, &cli.backend)?;
             let n_layers = loaded.model.config().num_hidden_layers;
             let (limit, layers, ppl_tokens) = match profile.as_str() {
@@ -828,6 +843,7 @@ fn run(cli: Cli) -> Result<()> {
                 tokenizer: &loaded.tokenizer,
                 name: model.clone(),
                 sha256: loaded.sha256()?,
+                progress: None,
             };
             let settings = bench::BenchSettings {
                 results: &results,
