@@ -892,8 +892,13 @@ pub(crate) fn capability_damage(
         .collect()
 }
 
-/// Result rows of capability damage.
-fn capability_rows(caps: &CapabilityRows, multiplier: f32, template: &ResultRow) -> Result<Vec<ResultRow>> {
+/// Result rows of capability damage: test-split rows at the chosen `layer` and `multiplier`.
+fn capability_rows(
+    caps: &CapabilityRows,
+    layer: Option<usize>,
+    multiplier: f32,
+    template: &ResultRow,
+) -> Result<Vec<ResultRow>> {
     let mut rows = Vec::new();
     for (name, c, task) in caps {
         let sha = sha256_file(&task.file(&task.spec.test))?;
@@ -904,6 +909,8 @@ fn capability_rows(caps: &CapabilityRows, multiplier: f32, template: &ResultRow)
             r.task = name.clone();
             r.task_version = task.spec.version;
             r.data_sha256 = sha.clone();
+            r.split = "test".into();
+            r.layer = layer;
             r.multiplier = Some(m);
             r.metric = metric.into();
             r.value = v;
@@ -953,7 +960,7 @@ pub(crate) fn push_damage_rows(
         return Ok(());
     };
     rows.extend(perplexity_rows(perplexity, opts, layer, multiplier, &first)?);
-    rows.extend(capability_rows(caps, multiplier, &first)?);
+    rows.extend(capability_rows(caps, layer, multiplier, &first)?);
     Ok(())
 }
 

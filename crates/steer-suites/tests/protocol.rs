@@ -35,6 +35,7 @@ fn mcq_slice_with_the_default_model() {
     wikitext.spec.max_tokens = Some(300);
     wikitext.spec.window = Some(160);
     wikitext.spec.stride = Some(120);
+    let (arc_root, arc) = tiny_task("arc", 4, "");
     let opts = EvalOptions {
         layers: Some(vec![4, 12]),
         multipliers: Some(vec![-4.0, 0.0, 4.0]),
@@ -43,6 +44,7 @@ fn mcq_slice_with_the_default_model() {
         resamples: 200,
         open_ended: true,
         perplexity: Some(wikitext),
+        capability: vec![arc],
         generations: 2,
         generation_tokens: 4,
         ..EvalOptions::default()
@@ -95,7 +97,11 @@ fn mcq_slice_with_the_default_model() {
     assert!(steered.is_finite() && random.is_finite());
     // Rows carry provenance and the same numbers, and the run is deterministic.
     for r in &report.rows {
-        let data_len = if r.suite == "perplexity" { 64 } else { 129 };
+        let data_len = if r.suite == "perplexity" || r.suite == "tinybench" {
+            64
+        } else {
+            129
+        };
         assert!(r.model_sha256.len() == 64 && r.data_sha256.len() == data_len, "{r:?}");
     }
     assert!(
@@ -110,6 +116,16 @@ fn mcq_slice_with_the_default_model() {
             .iter()
             .any(|r| r.suite == "perplexity" && r.metric == "delta_perplexity")
     );
+    // Damage rows describe the chosen configuration on the test split.
+    let damage: Vec<_> = report
+        .rows
+        .iter()
+        .filter(|r| r.suite == "perplexity" || r.suite == "tinybench")
+        .collect();
+    assert_eq!(damage.iter().filter(|r| r.suite == "tinybench").count(), 8);
+    for r in damage {
+        assert_eq!((r.split.as_str(), r.layer), ("test", report.chosen_layer), "{r:?}");
+    }
     // Open-ended prompts are continued unsteered and at ± the chosen multiplier.
     let kept: Vec<(&str, f32)> = report
         .generations
@@ -138,6 +154,7 @@ fn mcq_slice_with_the_default_model() {
     assert_eq!(report.rows, again.rows);
     let csv = steer_suites::rows::to_csv(&report.rows).unwrap();
     assert_eq!(String::from_utf8(csv).unwrap().lines().count(), report.rows.len() + 1);
+    std::fs::remove_dir_all(arc_root).unwrap();
 }
 
 #[test]
