@@ -323,7 +323,6 @@ fn scores_in_passes(
     let mut out = vec![vec![Vec::with_capacity(prompts.len()); multipliers.len()]; steerings.len()];
     let last_only = |s: &Steering| prompts.iter().all(|p| !touches_before_last(s, p.len()));
     let (fast, slow): (Vec<usize>, Vec<usize>) = (0..steerings.len()).partition(|&s| last_only(&steerings[s]));
-    let no_logits = || SuiteError::BadRequest("the model returned no logits".into());
 
     if !fast.is_empty() {
         // Multiplier 0 is the unsteered model for every steering: one variant serves them all.
@@ -375,14 +374,18 @@ fn scores_in_passes(
         }
         debug_assert!(fast.iter().all(|&s| out[s].iter().all(|v| v.len() == prompts.len())));
     }
+    // Multiplier 0 leaves every steering's model unchanged (its edits are exact
+    // identities), so the whole prompts run unsteered once for all of them.
+    let mut unsteered: Option<Vec<f32>> = None;
     for &s in &slow {
         for (k, &m) in multipliers.iter().enumerate() {
-            let edits = steerings[s].edits(m);
-            let req = ForwardRequest {
-                captures: &[],
-                edits: &edits,
-                logits: LogitsMode::Last,
-            };
+            if m == 0.0 {
+                if unsteered.is_none() {
+                    unsteered = Some(whole_prompt_scores(model, prompts, &[], None, batch, score)?);
+                }
+                out[s][k] = unsteered.clone().unwrap_or_default();
+                continue;
+            }
             // A prompt transformation's prefix is the same for every item: compute it once.
             let prefix = steerings[s].prompt(&[], m);
             let shared = if prefix.is_empty() {
@@ -390,16 +393,39 @@ fn scores_in_passes(
             } else {
                 Some(model.shared_prefix(&prefix)?)
             };
-            for (c, chunk) in prompts.chunks(batch.max(1)).enumerate() {
-                let result = match &shared {
-                    Some(p) => model.forward_after(p, chunk, &req)?,
-                    None => model.forward(chunk, &req)?,
-                };
-                let logits = result.logits.ok_or_else(no_logits)?;
-                for b in 0..chunk.len() {
-                    out[s][k].push(score(c * batch.max(1) + b, logits.row(&[b])));
-                }
-            }
+            let edits = steerings[s].edits(m);
+            out[s][k] = whole_prompt_scores(model, prompts, &edits, shared.as_ref(), batch, score)?;
+        }
+    }
+    Ok(out)
+}
+
+/// `score(i, logits)` after every whole prompt `i` (after `prefix`, when
+/// given) under `edits`, `batch` prompts per pass.
+fn whole_prompt_scores(
+    model: &Llama,
+    prompts: &[Vec<u32>],
+    edits: &[steer_model::Edit],
+    prefix: Option<&steer_model::SharedPrefix>,
+    batch: usize,
+    score: &dyn Fn(usize, &[f32]) -> f32,
+) -> Result<Vec<f32>> {
+    let req = ForwardRequest {
+        captures: &[],
+        edits,
+        logits: LogitsMode::Last,
+    };
+    let mut out = Vec::with_capacity(prompts.len());
+    for (c, chunk) in prompts.chunks(batch.max(1)).enumerate() {
+        let result = match prefix {
+            Some(p) => model.forward_after(p, chunk, &req)?,
+            None => model.forward(chunk, &req)?,
+        };
+        let logits = result
+            .logits
+            .ok_or_else(|| SuiteError::BadRequest("the model returned no logits".into()))?;
+        for b in 0..chunk.len() {
+            out.push(score(c * batch.max(1) + b, logits.row(&[b])));
         }
     }
     Ok(out)
@@ -466,6 +492,25 @@ mod tests {
         let small = scores_in_passes(&model, &prompts, &steerings, &multipliers, 2, &margin, (2, 6)).unwrap();
         for (a, b) in got.iter().flatten().flatten().zip(small.iter().flatten().flatten()) {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+        // Whole-prompt steerings share one unsteered pass at multiplier 0, and it
+        // gives exactly the bits of running their identity edits.
+        for s in [2, 3] {
+            let edits = steerings[s].edits(0.0);
+            let req = ForwardRequest {
+                captures: &[],
+                edits: &edits,
+                logits: LogitsMode::Last,
+            };
+            let mut with_edits = Vec::new();
+            for chunk in prompts.chunks(2) {
+                let logits = model.forward(chunk, &req).unwrap().logits.unwrap();
+                for b in 0..chunk.len() {
+                    let i = with_edits.len();
+                    with_edits.push(margin(i, logits.row(&[b])));
+                }
+            }
+            assert_eq!(got[s][1], with_edits, "steering {s}");
         }
         for (s, steering) in steerings.iter().enumerate() {
             for (k, &m) in multipliers.iter().enumerate() {
