@@ -24,6 +24,7 @@ pub mod spec;
 pub mod split;
 pub mod stats;
 pub mod tinybench;
+pub mod unsteered;
 pub mod vader;
 
 use std::path::{Path, PathBuf};

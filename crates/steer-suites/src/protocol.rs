@@ -78,6 +78,9 @@ pub struct Subject<'a> {
     pub sha256: String,
     /// Told when each phase of an evaluation starts (`None`: nobody listens).
     pub progress: Option<&'a dyn Progress>,
+    /// Unsteered damage measurements of this model kept across evaluations
+    /// (`None`: each evaluation measures its own).
+    pub unsteered: Option<&'a crate::unsteered::UnsteeredCache>,
 }
 
 /// Listens to an evaluation's phases (fitting, sweeps, each damage
@@ -886,6 +889,7 @@ pub(crate) fn capability_damage(
                 &[chosen.clone(), random.clone()],
                 multiplier,
                 opts.batch_size,
+                subject.unsteered,
             )?;
             Ok((task.spec.name.clone(), [c[0], c[1], c[2]], task.clone()))
         })
@@ -1020,7 +1024,11 @@ pub(crate) fn damage(
     };
     phases.enter(&task.id());
     let windows = crate::perplexity::windows(task, subject.tokenizer)?;
-    let (plain, n) = crate::perplexity::perplexity(subject.model, &windows, None, 2)?;
+    let plain = || crate::perplexity::perplexity(subject.model, &windows, None, 2);
+    let (plain, n) = match subject.unsteered {
+        Some(kept) => kept.perplexity(task, plain)?,
+        None => plain()?,
+    };
     let steered = crate::perplexity::perplexity(subject.model, &windows, Some((chosen, multiplier)), 2)?.0;
     let rand = crate::perplexity::perplexity(subject.model, &windows, Some((random, multiplier)), 2)?.0;
     Ok(Some(([plain, steered, rand], n)))

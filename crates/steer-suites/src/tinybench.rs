@@ -13,6 +13,7 @@ use steer_model::{ChatTokenizer, Llama};
 use crate::ab::last_position_scores;
 use crate::icl::argmax;
 use crate::spec::{Format, Scoring, Task};
+use crate::unsteered::UnsteeredCache;
 use crate::{Result, SuiteError, read_text};
 
 /// One anchor item.
@@ -179,7 +180,8 @@ pub struct Capability {
 
 /// Capability on a task, unsteered and under each of `steerings` at
 /// `multiplier`: `[unsteered, steerings...]`. A steering acts as it is
-/// defined (from the last prompt token on for most methods).
+/// defined (from the last prompt token on for most methods). With `kept`,
+/// unsteered answers scored by likelihood are taken from it when it holds them.
 pub fn capability(
     model: &Llama,
     tokenizer: &ChatTokenizer,
@@ -187,13 +189,14 @@ pub fn capability(
     steerings: &[Steering],
     multiplier: f32,
     batch: usize,
+    kept: Option<&UnsteeredCache>,
 ) -> Result<Vec<Capability>> {
     if steerings.is_empty() {
         return Err(SuiteError::BadRequest("capability needs at least one steering".into()));
     }
     match (task.spec.format, task.spec.scoring) {
         (Format::AnchorMc, Scoring::Letter) => by_letter(model, tokenizer, task, steerings, multiplier, batch),
-        (Format::AnchorMc, Scoring::Likelihood) => by_likelihood(model, tokenizer, task, steerings, multiplier),
+        (Format::AnchorMc, Scoring::Likelihood) => by_likelihood(model, tokenizer, task, steerings, multiplier, kept),
         (Format::AnchorGen, _) => by_generation(model, tokenizer, task, steerings, multiplier, batch),
         _ => Err(SuiteError::BadRequest(format!(
             "{} is not a capability task",
@@ -258,10 +261,11 @@ fn by_likelihood(
     task: &Task,
     steerings: &[Steering],
     multiplier: f32,
+    kept: Option<&UnsteeredCache>,
 ) -> Result<Vec<Capability>> {
     let items = read_anchor_items(&task.file(&task.spec.test))?;
     let encode = |t: &str| tokenizer.encode(t, false).map_err(|e| SuiteError::Model(e.into()));
-    let mut hits = vec![Vec::with_capacity(items.len()); steerings.len() + 1];
+    let mut encoded = Vec::with_capacity(items.len());
     for item in &items {
         let prompt = encode(&question_prompt(&item.question))?;
         let choices: Vec<Vec<u32>> = item
@@ -269,20 +273,48 @@ fn by_likelihood(
             .iter()
             .map(|c| encode(&format!(" {}", c.trim())))
             .collect::<Result<_>>()?;
+        encoded.push((prompt, choices, item.answer));
+    }
+    let plain = || Ok(likelihood_hits(model, &encoded, &[None])?.remove(0));
+    let unsteered = match kept {
+        Some(cache) => cache.hits(task, plain)?,
+        None => plain()?,
+    };
+    let configs: Vec<Option<(&Steering, f32)>> = steerings.iter().map(|s| Some((s, multiplier))).collect();
+    let weights: Vec<f64> = items.iter().map(|it| it.weight).collect();
+    let mut out = vec![summarise(&unsteered, &weights)];
+    out.extend(
+        likelihood_hits(model, &encoded, &configs)?
+            .iter()
+            .map(|h| summarise(h, &weights)),
+    );
+    Ok(out)
+}
+
+/// An item's prompt tokens, the tokens of each choice, and the right choice.
+type EncodedItem = (Vec<u32>, Vec<Vec<u32>>, usize);
+
+/// Per config, 1 for every item whose answer has the highest summed
+/// log-likelihood under that config, else 0.
+fn likelihood_hits(
+    model: &Llama,
+    items: &[EncodedItem],
+    configs: &[Option<(&Steering, f32)>],
+) -> Result<Vec<Vec<f32>>> {
+    let mut hits = vec![Vec::with_capacity(items.len()); configs.len()];
+    for (prompt, choices, answer) in items {
         let shared = if prompt.len() > 1 {
             Some(model.shared_prefix(&prompt[..prompt.len() - 1])?)
         } else {
             None
         };
-        let configs = std::iter::once(None).chain(steerings.iter().map(|s| Some((s, multiplier))));
-        for (c, config) in configs.enumerate() {
-            let ll = crate::scoring::continuations(model, &prompt, shared.as_ref(), &choices, config)?;
+        for (c, config) in configs.iter().enumerate() {
+            let ll = crate::scoring::continuations(model, prompt, shared.as_ref(), choices, *config)?;
             let best = (0..ll.len()).fold(0, |b, k| if ll[k] > ll[b] { k } else { b });
-            hits[c].push(if best == item.answer { 1.0 } else { 0.0 });
+            hits[c].push(if best == *answer { 1.0 } else { 0.0 });
         }
     }
-    let weights: Vec<f64> = items.iter().map(|it| it.weight).collect();
-    Ok(hits.iter().map(|h| summarise(h, &weights)).collect())
+    Ok(hits)
 }
 
 /// Answers read as the last number of a greedy generation after

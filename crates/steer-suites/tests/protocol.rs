@@ -22,6 +22,7 @@ fn subject(loaded: &LoadedModel) -> Subject<'_> {
         name: "default".into(),
         sha256: steer_model::model::DEFAULT_MODEL_SHA256.into(),
         progress: None,
+        unsteered: None,
     }
 }
 
@@ -30,7 +31,11 @@ fn mcq_slice_with_the_default_model() {
     let loaded = default_model();
     let catalog = Catalog::open(&default_root()).unwrap();
     let task = catalog.select("mcq", Some("refusal")).unwrap()[0];
-    let subject = subject(&loaded);
+    let cache = steer_suites::unsteered::UnsteeredCache::new();
+    let subject = Subject {
+        unsteered: Some(&cache),
+        ..subject(&loaded)
+    };
     let mut wikitext = catalog.select("perplexity", Some("wikitext2")).unwrap()[0].clone();
     wikitext.spec.max_tokens = Some(300);
     wikitext.spec.window = Some(160);
@@ -150,8 +155,12 @@ fn mcq_slice_with_the_default_model() {
             .iter()
             .all(|g| g.prompt == report.generations[0].prompt || g.prompt == report.generations[1].prompt)
     );
+    // A repeat gives the same rows while taking the unsteered perplexity
+    // from the cache the first run filled.
+    assert_eq!(cache.len(), 1);
     let again = evaluate_mcq(&subject, task, method.as_ref(), &opts).unwrap();
     assert_eq!(report.rows, again.rows);
+    assert_eq!(cache.len(), 1);
     let csv = steer_suites::rows::to_csv(&report.rows).unwrap();
     assert_eq!(String::from_utf8(csv).unwrap().lines().count(), report.rows.len() + 1);
     std::fs::remove_dir_all(arc_root).unwrap();
@@ -222,8 +231,8 @@ fn tinybench_capability_with_the_default_model() {
     };
     let zero = steering(vec![0.0; 576]);
     let huge = steering((0..576).map(|i| if i % 2 == 0 { 400.0 } else { -400.0 }).collect());
-    let c =
-        steer_suites::tinybench::capability(&loaded.model, &loaded.tokenizer, &task, &[zero, huge], 1.0, 8).unwrap();
+    let c = steer_suites::tinybench::capability(&loaded.model, &loaded.tokenizer, &task, &[zero, huge], 1.0, 8, None)
+        .unwrap();
     assert_eq!(c.len(), 3);
     assert_eq!(c[0], c[1], "a zero vector leaves accuracy unchanged");
     for x in &c {
@@ -354,9 +363,26 @@ fn likelihood_and_generation_capability_with_the_default_model() {
         &[zero.clone(), huge.clone()],
         1.0,
         8,
+        None,
     )
     .unwrap();
     assert_eq!(c[0], c[1], "a zero vector leaves accuracy unchanged");
+    // Kept unsteered answers are measured once and give the same numbers.
+    let kept = steer_suites::unsteered::UnsteeredCache::new();
+    for _ in 0..2 {
+        let again = steer_suites::tinybench::capability(
+            &loaded.model,
+            &loaded.tokenizer,
+            &task,
+            &[zero.clone(), huge.clone()],
+            1.0,
+            8,
+            Some(&kept),
+        )
+        .unwrap();
+        assert_eq!(again, c);
+        assert_eq!(kept.len(), 1);
+    }
     let items = steer_suites::tinybench::read_anchor_items(&task.file("anchors.jsonl")).unwrap();
     let mut right = 0;
     for item in &items {
@@ -384,8 +410,8 @@ fn likelihood_and_generation_capability_with_the_default_model() {
     let (root, task) = tiny_task("gsm8k", 3, "");
     let mut task = task;
     task.spec.max_new_tokens = Some(4);
-    let c =
-        steer_suites::tinybench::capability(&loaded.model, &loaded.tokenizer, &task, &[zero, huge], 1.0, 8).unwrap();
+    let c = steer_suites::tinybench::capability(&loaded.model, &loaded.tokenizer, &task, &[zero, huge], 1.0, 8, None)
+        .unwrap();
     assert_eq!(c.len(), 3);
     assert_eq!(c[0], c[1]);
     for x in &c {

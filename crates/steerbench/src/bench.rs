@@ -311,12 +311,15 @@ pub fn run_units(subject: &Subject, units: &[Unit], settings: &BenchSettings) ->
         indicatif::ProgressStyle::with_template("           {bar:30} phase {pos}/{len}: {msg} ({elapsed})")
             .expect("a valid progress template"),
     );
+    // Unsteered damage measurements are the same for every unit: each is made once.
+    let kept = steer_suites::unsteered::UnsteeredCache::new();
     let unit_subject = Subject {
         model: subject.model,
         tokenizer: subject.tokenizer,
         name: subject.name.clone(),
         sha256: subject.sha256.clone(),
         progress: Some(&phases),
+        unsteered: Some(&kept),
     };
     for unit in &todo {
         let info = unit.method.info();

@@ -713,12 +713,15 @@ fn run(cli: Cli) -> Result<()> {
                 )
             };
             let loaded = load(&model, &cli.backend)?;
+            // Several tasks share the unsteered damage measurements.
+            let kept = steer_suites::unsteered::UnsteeredCache::new();
             let subject = steer_suites::protocol::Subject {
                 model: &loaded.model,
                 tokenizer: &loaded.tokenizer,
                 name: model.clone(),
                 sha256: loaded.sha256()?,
                 progress: None,
+                unsteered: Some(&kept),
             };
             let opts = steer_suites::protocol::EvalOptions {
                 layers,
@@ -844,6 +847,7 @@ fn run(cli: Cli) -> Result<()> {
                 name: model.clone(),
                 sha256: loaded.sha256()?,
                 progress: None,
+                unsteered: None,
             };
             let settings = bench::BenchSettings {
                 results: &results,
