@@ -275,20 +275,19 @@ fn by_likelihood(
             .collect::<Result<_>>()?;
         encoded.push((prompt, choices, item.answer));
     }
-    let plain = || Ok(likelihood_hits(model, &encoded, &[None])?.remove(0));
-    let unsteered = match kept {
-        Some(cache) => cache.hits(task, plain)?,
-        None => plain()?,
+    let steered: Vec<Option<(&Steering, f32)>> = steerings.iter().map(|s| Some((s, multiplier))).collect();
+    let hits = match kept {
+        // The unsteered answers are measured alone the first time, then kept.
+        Some(cache) => {
+            let unsteered = cache.hits(task, || Ok(likelihood_hits(model, &encoded, &[None])?.remove(0)))?;
+            std::iter::once(unsteered)
+                .chain(likelihood_hits(model, &encoded, &steered)?)
+                .collect()
+        }
+        None => likelihood_hits(model, &encoded, &[vec![None], steered].concat())?,
     };
-    let configs: Vec<Option<(&Steering, f32)>> = steerings.iter().map(|s| Some((s, multiplier))).collect();
     let weights: Vec<f64> = items.iter().map(|it| it.weight).collect();
-    let mut out = vec![summarise(&unsteered, &weights)];
-    out.extend(
-        likelihood_hits(model, &encoded, &configs)?
-            .iter()
-            .map(|h| summarise(h, &weights)),
-    );
-    Ok(out)
+    Ok(hits.iter().map(|h| summarise(h, &weights)).collect())
 }
 
 /// An item's prompt tokens, the tokens of each choice, and the right choice.

@@ -356,31 +356,24 @@ fn likelihood_and_generation_capability_with_the_default_model() {
     // TruthfulQA by likelihood: the unsteered answers equal an independent
     // scoring of each whole sequence (no shared prompt pass).
     let (root, task) = tiny_task("truthfulqa", 6, "");
-    let c = steer_suites::tinybench::capability(
-        &loaded.model,
-        &loaded.tokenizer,
-        &task,
-        &[zero.clone(), huge.clone()],
-        1.0,
-        8,
-        None,
-    )
-    .unwrap();
-    assert_eq!(c[0], c[1], "a zero vector leaves accuracy unchanged");
-    // Kept unsteered answers are measured once and give the same numbers.
-    let kept = steer_suites::unsteered::UnsteeredCache::new();
-    for _ in 0..2 {
-        let again = steer_suites::tinybench::capability(
+    let measure = |kept: Option<&steer_suites::unsteered::UnsteeredCache>| {
+        steer_suites::tinybench::capability(
             &loaded.model,
             &loaded.tokenizer,
             &task,
             &[zero.clone(), huge.clone()],
             1.0,
             8,
-            Some(&kept),
+            kept,
         )
-        .unwrap();
-        assert_eq!(again, c);
+        .unwrap()
+    };
+    let c = measure(None);
+    assert_eq!(c[0], c[1], "a zero vector leaves accuracy unchanged");
+    // Kept unsteered answers are measured once and give the same numbers.
+    let kept = steer_suites::unsteered::UnsteeredCache::new();
+    for _ in 0..2 {
+        assert_eq!(measure(Some(&kept)), c);
         assert_eq!(kept.len(), 1);
     }
     let items = steer_suites::tinybench::read_anchor_items(&task.file("anchors.jsonl")).unwrap();
