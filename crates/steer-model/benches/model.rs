@@ -3,8 +3,10 @@
 //! sweep kernel (shared prefixes, then every variant as a copy of the last
 //! token in one pass).
 //!
-//! Run with `cargo bench -p steer-model` after `cargo xtask setup`. The
-//! backend is `STEERBENCH_BENCH_BACKEND` (cpu by default).
+//! Run with `cargo bench --workspace --profile dev --bench model` after
+//! `cargo xtask setup`: that reuses the test build, where `-p steer-model`
+//! would resolve other features and rebuild burn. The backend is
+//! `STEERBENCH_BENCH_BACKEND` (cpu by default).
 
 use std::time::Duration;
 

@@ -90,31 +90,63 @@ pub trait Progress: Sync {
     fn phase(&self, name: &str, index: usize, count: usize);
 }
 
+/// A step of an evaluation that the runner shows and times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Fitting the steering on the training split.
+    Fit,
+    /// The validation sweep and the choice of layer and multiplier.
+    Validation,
+    /// The test split under the chosen configuration.
+    Test,
+    /// Open-ended (free-text) scoring of the behaviour.
+    OpenEnded,
+    /// Greedy continuations kept as examples.
+    Generations,
+    /// A damage measurement on the task with this id.
+    Damage(String),
+}
+
+impl Phase {
+    /// The name the runner shows and `timings.tsv` records.
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Phase::Fit => "fit",
+            Phase::Validation => "validation",
+            Phase::Test => "test",
+            Phase::OpenEnded => "open-ended",
+            Phase::Generations => "generations",
+            Phase::Damage(task) => task,
+        }
+    }
+}
+
 /// The phases of one evaluation, announced to the subject's listener.
 pub(crate) struct Phases<'a> {
     progress: Option<&'a dyn Progress>,
-    names: Vec<String>,
+    plan: Vec<Phase>,
 }
 
 impl<'a> Phases<'a> {
-    /// The phases `names`, then the damage measurements `opts` asks for.
-    pub(crate) fn new(subject: &Subject<'a>, names: &[&str], opts: &EvalOptions) -> Phases<'a> {
-        let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    /// The phases `steps`, then the damage measurements `opts` asks for.
+    pub(crate) fn new(subject: &Subject<'a>, steps: &[Phase], opts: &EvalOptions) -> Phases<'a> {
+        let mut plan = steps.to_vec();
         if let Some(task) = &opts.perplexity {
-            names.push(task.id());
+            plan.push(Phase::Damage(task.id()));
         }
-        names.extend(opts.capability.iter().map(|t| t.id()));
+        plan.extend(opts.capability.iter().map(|t| Phase::Damage(t.id())));
         Phases {
             progress: subject.progress,
-            names,
+            plan,
         }
     }
 
-    /// Announces that phase `name` starts.
-    pub(crate) fn enter(&self, name: &str) {
+    /// Announces that `phase` starts; it must be one of the planned phases.
+    pub(crate) fn enter(&self, phase: Phase) {
+        let index = self.plan.iter().position(|p| *p == phase);
+        debug_assert!(index.is_some(), "phase {} was not planned", phase.name());
         if let Some(p) = self.progress {
-            let index = self.names.iter().position(|n| n == name).unwrap_or(self.names.len());
-            p.phase(name, index, self.names.len());
+            p.phase(phase.name(), index.unwrap_or(self.plan.len()), self.plan.len());
         }
     }
 }
@@ -575,24 +607,24 @@ pub fn evaluate_mcq(
         }
     }
     let (layers, grid) = sweep_settings(model, method, opts)?;
-    let mut names = vec!["fit", "validation", "test"];
+    let mut steps = vec![Phase::Fit, Phase::Validation, Phase::Test];
     if opts.open_ended {
-        names.push("open-ended");
+        steps.push(Phase::OpenEnded);
     }
     if opts.generations > 0 && task.spec.open_prompts.is_some() {
-        names.push("generations");
+        steps.push(Phase::Generations);
     }
-    let phases = Phases::new(subject, &names, opts);
+    let phases = Phases::new(subject, &steps, opts);
 
     // Fit on the training split, reading activations once for every layer.
-    phases.enter("fit");
+    phases.enter(Phase::Fit);
     let started = Instant::now();
     let mut data = training_set(subject.tokenizer, &train)?;
     let (steerings, sweep_layers) = fit_sweep(model, method, &mut data, &layers, opts)?;
     let fit_seconds = started.elapsed().as_secs_f64();
 
     // Validation sweep and the choice.
-    phases.enter("validation");
+    phases.enter(Phase::Validation);
     let started = Instant::now();
     let (val_prompts, val_letters) = prompts_and_letters(subject.tokenizer, &val)?;
     let margins = letter_margins(model, &val_prompts, &val_letters, &steerings, &grid, opts.batch_size)?;
@@ -615,7 +647,7 @@ pub fn evaluate_mcq(
     let val_seconds = started.elapsed().as_secs_f64();
 
     // Test: the chosen steering over the grid, and a random steering of its size.
-    phases.enter("test");
+    phases.enter(Phase::Test);
     let started = Instant::now();
     let random = random_like(&chosen, &data, model, opts.seed)?;
     let (test_prompts, test_letters) = prompts_and_letters(subject.tokenizer, &test_items)?;
@@ -655,7 +687,7 @@ pub fn evaluate_mcq(
     let k_zero = grid.iter().position(|m| *m == 0.0).unwrap_or(0);
     let mut open_rows: Vec<(usize, [f32; 3])> = Vec::new();
     if opts.open_ended {
-        phases.enter("open-ended");
+        phases.enter(Phase::OpenEnded);
         let forms: Vec<(usize, crate::open_ended::OpenItem)> = test_items
             .iter()
             .enumerate()
@@ -687,7 +719,10 @@ pub fn evaluate_mcq(
         }
     });
 
-    phases.enter("generations");
+    // Tasks without open prompts, or runs asking for none, plan no generations phase.
+    if steps.contains(&Phase::Generations) {
+        phases.enter(Phase::Generations);
+    }
     let generations = open_generations(subject, task, info.name, &chosen, chosen_layer, chosen_multiplier, opts)?;
 
     // Damage: perplexity and capability with the chosen configuration applied everywhere.
@@ -881,7 +916,7 @@ pub(crate) fn capability_damage(
     opts.capability
         .iter()
         .map(|task| {
-            phases.enter(&task.id());
+            phases.enter(Phase::Damage(task.id()));
             let c = crate::tinybench::capability(
                 subject.model,
                 subject.tokenizer,
@@ -1022,7 +1057,7 @@ pub(crate) fn damage(
     let Some(task) = &opts.perplexity else {
         return Ok(None);
     };
-    phases.enter(&task.id());
+    phases.enter(Phase::Damage(task.id()));
     let windows = crate::perplexity::windows(task, subject.tokenizer)?;
     let plain = || crate::perplexity::perplexity(subject.model, &windows, None, 2);
     let (plain, n) = match subject.unsteered {
@@ -1114,15 +1149,15 @@ pub fn evaluate_icl(
         }
     }
     let (layers, grid) = sweep_settings(model, method, opts)?;
-    let phases = Phases::new(subject, &["fit", "validation", "test"], opts);
+    let phases = Phases::new(subject, &[Phase::Fit, Phase::Validation, Phase::Test], opts);
 
-    phases.enter("fit");
+    phases.enter(Phase::Fit);
     let started = Instant::now();
     let mut data = crate::icl::training_set(subject.tokenizer, &train)?;
     let (steerings, sweep_layers) = fit_sweep(model, method, &mut data, &layers, opts)?;
     let fit_seconds = started.elapsed().as_secs_f64();
 
-    phases.enter("validation");
+    phases.enter(Phase::Validation);
     let started = Instant::now();
     let (val_prompts, val_answers) = prompts_and_answers(subject.tokenizer, &val)?;
     let hit = |answers: &[u32]| {
@@ -1154,7 +1189,7 @@ pub fn evaluate_icl(
     let chosen = steerings[chosen_index / grid.len()].clone();
     let val_seconds = started.elapsed().as_secs_f64();
 
-    phases.enter("test");
+    phases.enter(Phase::Test);
     let started = Instant::now();
     let random = random_like(&chosen, &data, model, opts.seed)?;
     let (test_prompts, test_answers) = prompts_and_answers(subject.tokenizer, &test)?;

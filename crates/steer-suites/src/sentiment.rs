@@ -19,7 +19,7 @@ use steer_methods::{ContrastPair, Steering, SteeringMethod, TrainingSet};
 use steer_model::{ChatTokenizer, Llama};
 
 use crate::protocol::{
-    EvalOptions, Phases, Steerability, Subject, capability_damage, choose, damage, fit_sweep, push_damage_rows,
+    EvalOptions, Phase, Phases, Steerability, Subject, capability_damage, choose, damage, fit_sweep, push_damage_rows,
     random_like, steerability, sweep_settings,
 };
 use crate::rows::ResultRow;
@@ -302,15 +302,19 @@ pub fn evaluate_sentiment(
         }
     }
     let (layers, grid) = sweep_settings(model, method, opts)?;
-    let phases = Phases::new(subject, &["fit", "validation", "test", "generations"], opts);
+    let phases = Phases::new(
+        subject,
+        &[Phase::Fit, Phase::Validation, Phase::Test, Phase::Generations],
+        opts,
+    );
 
-    phases.enter("fit");
+    phases.enter(Phase::Fit);
     let started = Instant::now();
     let mut data = training_set(tokenizer, &train, &words)?;
     let (steerings, sweep_layers) = fit_sweep(model, method, &mut data, &layers, opts)?;
     let fit_seconds = started.elapsed().as_secs_f64();
 
-    phases.enter("validation");
+    phases.enter(Phase::Validation);
     let started = Instant::now();
     let val_items = scored_openings(tokenizer, &val, &words)?;
     let margins = sentiment_margins(model, &val_items, &steerings, &grid)?;
@@ -327,7 +331,7 @@ pub fn evaluate_sentiment(
     let chosen = steerings[chosen_index / grid.len()].clone();
     let val_seconds = started.elapsed().as_secs_f64();
 
-    phases.enter("test");
+    phases.enter(Phase::Test);
     let started = Instant::now();
     let random = random_like(&chosen, &data, model, opts.seed)?;
     let test_items = scored_openings(tokenizer, &test, &words)?;
@@ -362,7 +366,7 @@ pub fn evaluate_sentiment(
     ];
 
     // Greedy continuations, scored by VADER and by their unsteered perplexity.
-    phases.enter("generations");
+    phases.enter(Phase::Generations);
     let prompt_tokens: Vec<Vec<u32>> = test_items.iter().map(|t| t.prompt.clone()).collect();
     let eos = tokenizer.eos_ids().to_vec();
     let mut generations = Vec::new();

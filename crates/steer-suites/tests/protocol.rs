@@ -26,14 +26,26 @@ fn subject(loaded: &LoadedModel) -> Subject<'_> {
     }
 }
 
+/// Every phase an evaluation announces: (name, index, count).
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<(String, usize, usize)>>);
+
+impl steer_suites::protocol::Progress for Recorder {
+    fn phase(&self, name: &str, index: usize, count: usize) {
+        self.0.lock().unwrap().push((name.to_string(), index, count));
+    }
+}
+
 #[test]
 fn mcq_slice_with_the_default_model() {
     let loaded = default_model();
     let catalog = Catalog::open(&default_root()).unwrap();
     let task = catalog.select("mcq", Some("refusal")).unwrap()[0];
     let cache = steer_suites::unsteered::UnsteeredCache::new();
+    let phases = Recorder::default();
     let subject = Subject {
         unsteered: Some(&cache),
+        progress: Some(&phases),
         ..subject(&loaded)
     };
     let mut wikitext = catalog.select("perplexity", Some("wikitext2")).unwrap()[0].clone();
@@ -155,6 +167,26 @@ fn mcq_slice_with_the_default_model() {
             .iter()
             .all(|g| g.prompt == report.generations[0].prompt || g.prompt == report.generations[1].prompt)
     );
+    // Every planned phase is announced once, in order, out of the planned count.
+    let announced = phases.0.lock().unwrap().clone();
+    let names: Vec<&str> = announced.iter().map(|(n, _, _)| n.as_str()).collect();
+    let perplexity_id = opts.perplexity.as_ref().unwrap().id();
+    let arc_id = opts.capability[0].id();
+    assert_eq!(
+        names,
+        [
+            "fit",
+            "validation",
+            "test",
+            "open-ended",
+            "generations",
+            &perplexity_id,
+            &arc_id
+        ]
+    );
+    for (i, (_, index, count)) in announced.iter().enumerate() {
+        assert_eq!((*index, *count), (i, names.len()));
+    }
     // A repeat gives the same rows while taking the unsteered perplexity
     // from the cache the first run filled.
     assert_eq!(cache.len(), 1);
