@@ -462,6 +462,43 @@ impl Llama {
         })
     }
 
+    /// `prefix` followed by `tokens` as one shared prefix, unsteered: only the
+    /// keys and values of `tokens` are computed, so demonstrations put in
+    /// front of many prompts are computed once and extended by each prompt.
+    pub fn extend_prefix(&self, prefix: &SharedPrefix, tokens: &[u32]) -> Result<SharedPrefix> {
+        if prefix.count() != 1 || tokens.is_empty() {
+            return Err(ModelError::bad_request(
+                "extend_prefix needs a single prefix and at least one more token",
+            ));
+        }
+        let len = prefix.len() + tokens.len();
+        if len > self.cfg.max_position_embeddings {
+            return Err(ModelError::bad_request(format!(
+                "an extended prefix runs to {len} tokens, past the model's context of {}",
+                self.cfg.max_position_embeddings
+            )));
+        }
+        let positions: Vec<Option<usize>> = (prefix.len()..len).map(Some).collect();
+        let input = StepInput {
+            ids: tokens,
+            positions: &positions,
+            prompt_lens: &[len],
+            batch: 1,
+            variants: 1,
+        };
+        let req = ForwardRequest {
+            captures: &[],
+            edits: &[],
+            logits: LogitsMode::None,
+        };
+        let mut cache = prefix.cache.clone();
+        self.step(&input, Some(&mut cache), &req)?;
+        Ok(SharedPrefix {
+            cache,
+            lens: vec![len],
+        })
+    }
+
     /// Runs each of `continuations` after `prefix`, giving the numbers
     /// [`Llama::forward`] gives for `prefix ++ continuation`, without
     /// recomputing the prefix. Captures and logits cover the continuation

@@ -560,6 +560,26 @@ fn shared_prefix_gives_the_numbers_of_the_whole_sequence() {
         assert!(err.contains("shared prefix"), "{err}");
         assert!(model.shared_prefix(&[]).is_err());
         assert!(model.forward_after(&shared, &[vec![]], &req).is_err());
+
+        // A prefix extended in two steps gives the numbers of the whole sequence too.
+        let first = model.shared_prefix(&prefix[..2]).unwrap();
+        let extended = model.extend_prefix(&first, &prefix[2..]).unwrap();
+        assert_eq!(extended.len(), prefix.len());
+        let again = model.forward_after(&extended, &continuations, &req).unwrap();
+        let lg = again.logits.as_ref().unwrap();
+        for (row, c) in continuations.iter().enumerate() {
+            for i in 0..c.len() {
+                let g = again.padded_index(row, i);
+                let f = full.padded_index(row, prefix.len() + i);
+                assert!(
+                    max_diff(lg.row(&[row, g]), lf.row(&[row, f])) < 1e-4,
+                    "{arch:?} extended prefix, row {row} pos {i}"
+                );
+            }
+        }
+        assert!(model.extend_prefix(&first, &[]).is_err());
+        let two = model.shared_prefixes(&[vec![1, 2], vec![3]]).unwrap();
+        assert!(model.extend_prefix(&two, &[4]).is_err());
     }
 }
 

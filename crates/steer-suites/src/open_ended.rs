@@ -9,7 +9,7 @@ use steer_methods::Steering;
 use steer_model::{ChatMessage, ChatTokenizer, Llama};
 
 use crate::ab::AbItem;
-use crate::scoring::continuation_sweep;
+use crate::scoring::{PrefixCache, continuation_sweep};
 use crate::{Result, SuiteError};
 
 /// An A/B item without letters.
@@ -105,6 +105,7 @@ pub fn open_margins(
     multipliers: &[f32],
 ) -> Result<Vec<Vec<Vec<f32>>>> {
     let mut out = vec![vec![Vec::with_capacity(items.len()); multipliers.len()]; steerings.len()];
+    let mut prefixes = PrefixCache::default();
     for item in items {
         if item.prompt.is_empty() || item.matching.is_empty() || item.other.is_empty() {
             return Err(SuiteError::BadRequest(
@@ -117,7 +118,15 @@ pub fn open_margins(
             None
         };
         let answers = [item.matching.clone(), item.other.clone()];
-        let ll = continuation_sweep(model, &item.prompt, shared.as_ref(), &answers, steerings, multipliers)?;
+        let ll = continuation_sweep(
+            model,
+            &item.prompt,
+            shared.as_ref(),
+            &answers,
+            steerings,
+            multipliers,
+            &mut prefixes,
+        )?;
         for (s, per_s) in ll.iter().enumerate() {
             for (k, ll) in per_s.iter().enumerate() {
                 out[s][k].push((ll[0] - ll[1]) as f32);

@@ -134,6 +134,27 @@ pub(crate) fn variant_edits(
     edits
 }
 
+/// Keys and values of prompt steerings' prefixes (few-shot demonstrations),
+/// computed once and extended by every prompt scored after them.
+#[derive(Default)]
+pub struct PrefixCache {
+    kept: Vec<(Vec<u32>, SharedPrefix)>,
+}
+
+impl PrefixCache {
+    /// The shared prefix of `tokens`, computed on first use.
+    fn get(&mut self, model: &Llama, tokens: &[u32]) -> Result<&SharedPrefix> {
+        let at = match self.kept.iter().position(|(t, _)| t == tokens) {
+            Some(at) => at,
+            None => {
+                self.kept.push((tokens.to_vec(), model.shared_prefix(tokens)?));
+                self.kept.len() - 1
+            }
+        };
+        Ok(&self.kept[at].1)
+    }
+}
+
 /// Summed log-likelihood of each of `continuations` after `prompt`, with
 /// `steering` at its multiplier acting as it is defined (from the last prompt
 /// token on for most methods); `None` or multiplier 0 is the unsteered model.
@@ -147,7 +168,20 @@ pub fn continuations(
     continuations: &[Vec<u32>],
     steering: Option<(&Steering, f32)>,
 ) -> Result<Vec<f64>> {
-    let Some((&last, _)) = prompt.split_last() else {
+    continuations_cached(model, prompt, shared, continuations, steering, &mut PrefixCache::default())
+}
+
+/// [`continuations`], with a prompt steering's prefix taken from `prefixes`
+/// (and kept there for the next prompt).
+pub fn continuations_cached(
+    model: &Llama,
+    prompt: &[u32],
+    shared: Option<&SharedPrefix>,
+    continuations: &[Vec<u32>],
+    steering: Option<(&Steering, f32)>,
+    prefixes: &mut PrefixCache,
+) -> Result<Vec<f64>> {
+    let Some((&last, rest)) = prompt.split_last() else {
         return Err(SuiteError::BadRequest("a scored continuation needs a prompt".into()));
     };
     if continuations.iter().any(|c| c.is_empty()) {
@@ -155,15 +189,16 @@ pub fn continuations(
     }
     let p = prompt.len();
     let steering = steering.filter(|(_, m)| *m != 0.0);
+    let rows_of_one = || -> Vec<Vec<u32>> { continuations.iter().map(|c| [&[last], c.as_slice()].concat()).collect() };
+    let from = vec![1; continuations.len()];
     if !steering.is_some_and(|(s, _)| touches_before_last(s, p)) {
         let edits = steering.map_or_else(Vec::new, |(s, m)| anchored(s, p).edits(m));
-        let rows: Vec<Vec<u32>> = continuations.iter().map(|c| [&[last], c.as_slice()].concat()).collect();
-        let from = vec![1; rows.len()];
+        let rows = rows_of_one();
         return match shared {
             Some(prefix) => row_log_likelihoods(model, Some(prefix), &rows, &from, &edits),
             None if p == 1 => row_log_likelihoods(model, None, &rows, &from, &edits),
             None => {
-                let prefix = model.shared_prefix(&prompt[..p - 1])?;
+                let prefix = model.shared_prefix(rest)?;
                 row_log_likelihoods(model, Some(&prefix), &rows, &from, &edits)
             }
         };
@@ -171,6 +206,18 @@ pub fn continuations(
     let (s, m) = steering.expect("a steering touches the prefix");
     let prefix = s.prompt(&[], m);
     let edits = anchored(s, prefix.len() + p).edits(m);
+    if matches!(s.kind, SteeringKind::Prompt { .. }) && edits.is_empty() && !prefix.is_empty() {
+        // Demonstrations alone: computed once, extended by the prompt, and shared by its continuations.
+        let base = prefixes.get(model, &prefix)?;
+        let extended;
+        let after = if rest.is_empty() {
+            base
+        } else {
+            extended = model.extend_prefix(base, rest)?;
+            &extended
+        };
+        return row_log_likelihoods(model, Some(after), &rows_of_one(), &from, &[]);
+    }
     let rows: Vec<Vec<u32>> = continuations
         .iter()
         .map(|c| [prefix.as_slice(), prompt, c].concat())
@@ -190,7 +237,8 @@ const CONTINUATION_ROWS_PER_PASS: usize = 64;
 /// once. Steerings that leave the prompt before its last token alone share one
 /// unsteered pass over it (`shared`, when given, must be that pass) and run
 /// all their variants as rows of a few batched passes, each row carrying its
-/// own multiplier; the others run variant by variant.
+/// own multiplier; the others run variant by variant, prompt steerings with
+/// their prefixes kept in `prefixes`.
 pub fn continuation_sweep(
     model: &Llama,
     prompt: &[u32],
@@ -198,6 +246,7 @@ pub fn continuation_sweep(
     continuations: &[Vec<u32>],
     steerings: &[Steering],
     multipliers: &[f32],
+    prefixes: &mut PrefixCache,
 ) -> Result<Vec<Vec<Vec<f64>>>> {
     let Some((&last, rest)) = prompt.split_last() else {
         return Err(SuiteError::BadRequest("a scored continuation needs a prompt".into()));
@@ -213,7 +262,8 @@ pub fn continuation_sweep(
     for &s in &slow {
         for (k, &m) in multipliers.iter().enumerate() {
             if m != 0.0 {
-                out[s][k] = self::continuations(model, prompt, None, continuations, Some((&steerings[s], m)))?;
+                out[s][k] =
+                    continuations_cached(model, prompt, None, continuations, Some((&steerings[s], m)), prefixes)?;
             }
         }
     }
@@ -289,11 +339,20 @@ mod tests {
                 Positions::PromptEndOnward,
             ),
             steering(SteeringKind::Additive { vectors: vec![(0, v)] }, Positions::All),
+            steering(
+                SteeringKind::Prompt {
+                    positive: vec![11, 12, 13],
+                    negative: vec![21, 22],
+                },
+                Positions::All,
+            ),
         ];
         let multipliers = [-1.0f32, 0.0, 2.0];
         let conts = vec![vec![4u32, 8], vec![15], vec![16, 23, 42]];
+        let mut prefixes = PrefixCache::default();
         for prompt in [vec![3u32, 1, 4, 1, 5], vec![9u32]] {
-            let got = continuation_sweep(&model, &prompt, None, &conts, &steerings, &multipliers).unwrap();
+            let got =
+                continuation_sweep(&model, &prompt, None, &conts, &steerings, &multipliers, &mut prefixes).unwrap();
             for (s, steering) in steerings.iter().enumerate() {
                 for (k, &m) in multipliers.iter().enumerate() {
                     let want = continuations(&model, &prompt, None, &conts, Some((steering, m))).unwrap();
@@ -303,5 +362,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_prompt_steering_scores_what_the_whole_sequence_scores() {
+        let cfg = ModelConfig::tiny(Architecture::Qwen2);
+        let model = Llama::load(&cfg, &WeightSource::random(&cfg, 8), &Backend::Cpu.device().unwrap()).unwrap();
+        let demos = Steering {
+            method: "test".into(),
+            kind: SteeringKind::Prompt {
+                positive: vec![31, 7, 44, 2, 9, 60],
+                negative: vec![5, 5, 17],
+            },
+            positions: Positions::All,
+            params: BTreeMap::new(),
+            metadata: BTreeMap::new(),
+        };
+        let conts = vec![vec![4u32, 8], vec![15], vec![16, 23, 42]];
+        // One cache serves every prompt and both prefixes.
+        let mut prefixes = PrefixCache::default();
+        for prompt in [vec![3u32, 1, 4, 1, 5], vec![9u32], vec![2u32, 7]] {
+            for m in [1.0f32, -1.0] {
+                let got = continuations_cached(&model, &prompt, None, &conts, Some((&demos, m)), &mut prefixes).unwrap();
+                let prefix = demos.prompt(&[], m);
+                let rows: Vec<Vec<u32>> = conts
+                    .iter()
+                    .map(|c| [prefix.as_slice(), &prompt, c].concat())
+                    .collect();
+                let from = vec![prefix.len() + prompt.len(); rows.len()];
+                let want = row_log_likelihoods(&model, None, &rows, &from, &[]).unwrap();
+                for (a, b) in got.iter().zip(&want) {
+                    assert!((a - b).abs() < 1e-4, "prompt {prompt:?} × {m}: {a} vs {b}");
+                }
+            }
+        }
+        assert_eq!(prefixes.kept.len(), 2);
     }
 }

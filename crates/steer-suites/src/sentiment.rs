@@ -23,7 +23,7 @@ use crate::protocol::{
     random_like, steerability, sweep_settings,
 };
 use crate::rows::ResultRow;
-use crate::scoring::{continuation_sweep, continuations};
+use crate::scoring::{PrefixCache, continuation_sweep, continuations};
 use crate::spec::{Format, Task};
 use crate::stats::{Estimate, bootstrap};
 use crate::vader::Vader;
@@ -186,6 +186,7 @@ pub fn sentiment_margins(
     multipliers: &[f32],
 ) -> Result<Vec<Vec<Vec<f32>>>> {
     let mut out = vec![vec![Vec::with_capacity(items.len()); multipliers.len()]; steerings.len()];
+    let mut prefixes = PrefixCache::default();
     for item in items {
         let shared = if item.prompt.len() > 1 {
             Some(model.shared_prefix(&item.prompt[..item.prompt.len() - 1])?)
@@ -199,6 +200,7 @@ pub fn sentiment_margins(
             &item.continuations,
             steerings,
             multipliers,
+            &mut prefixes,
         )?;
         for (s, per_s) in ll.iter().enumerate() {
             for (k, ll) in per_s.iter().enumerate() {

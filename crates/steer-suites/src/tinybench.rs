@@ -301,6 +301,7 @@ fn likelihood_hits(
     configs: &[Option<(&Steering, f32)>],
 ) -> Result<Vec<Vec<f32>>> {
     let mut hits = vec![Vec::with_capacity(items.len()); configs.len()];
+    let mut prefixes = crate::scoring::PrefixCache::default();
     for (prompt, choices, answer) in items {
         let shared = if prompt.len() > 1 {
             Some(model.shared_prefix(&prompt[..prompt.len() - 1])?)
@@ -308,7 +309,7 @@ fn likelihood_hits(
             None
         };
         for (c, config) in configs.iter().enumerate() {
-            let ll = crate::scoring::continuations(model, prompt, shared.as_ref(), choices, *config)?;
+            let ll = crate::scoring::continuations_cached(model, prompt, shared.as_ref(), choices, *config, &mut prefixes)?;
             let best = (0..ll.len()).fold(0, |b, k| if ll[k] > ll[b] { k } else { b });
             hits[c].push(if best == *answer { 1.0 } else { 0.0 });
         }
