@@ -10,7 +10,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::config::{ModelConfig, is_positive};
 use crate::error::{ModelError, Result};
-use crate::hooks::{Capture, CapturePositions, Edit, LogitsMode, Site};
+use crate::hooks::{Capture, CapturePositions, Edit, LogitsMode, Positions, Site};
 use crate::host::HostTensor;
 use crate::weights::WeightSource;
 
@@ -208,6 +208,8 @@ pub struct SharedPrefix {
     cache: KvCache,
     /// Tokens in each prefix.
     lens: Vec<usize>,
+    /// The edits the prefix was computed under (none for an unsteered prefix).
+    edits: Vec<Edit>,
 }
 
 impl SharedPrefix {
@@ -459,12 +461,52 @@ impl Llama {
         Ok(SharedPrefix {
             cache,
             lens: batch.lens,
+            edits: Vec::new(),
         })
     }
 
-    /// `prefix` followed by `tokens` as one shared prefix, unsteered: only the
-    /// keys and values of `tokens` are computed, so demonstrations put in
-    /// front of many prompts are computed once and extended by each prompt.
+    /// Computes the keys and values of `prefix` once under `edits`, for
+    /// [`Llama::forward_after`] under the same edits: a prompt steered at every
+    /// position is computed once for all the continuations scored after it.
+    /// The edits' positions must not depend on where the prompt ends
+    /// (`All`, `From`, `At`, `Generated`), and they carry one multiplier for all rows.
+    pub fn shared_prefix_with(&self, prefix: &[u32], edits: &[Edit]) -> Result<SharedPrefix> {
+        if prefix.is_empty() {
+            return Err(ModelError::bad_request("a shared prefix needs at least one token"));
+        }
+        for e in edits {
+            if matches!(e.positions(), Positions::LastPrompt | Positions::PromptEndOnward) {
+                return Err(ModelError::bad_request(format!(
+                    "an edit at layer {} is placed relative to the prompt's end, which a steered prefix does not know",
+                    e.layer()
+                )));
+            }
+            if !e.multipliers().is_empty() {
+                return Err(ModelError::bad_request(
+                    "a steered prefix needs edits with one multiplier for all rows",
+                ));
+            }
+        }
+        let mut cache = KvCache::new();
+        let batch = PaddedBatch::new(&[prefix.to_vec()]);
+        let req = ForwardRequest {
+            captures: &[],
+            edits,
+            logits: LogitsMode::None,
+        };
+        self.validate_request(&req, 1)?;
+        self.step(&batch.input(), Some(&mut cache), &req)?;
+        Ok(SharedPrefix {
+            cache,
+            lens: batch.lens,
+            edits: edits.to_vec(),
+        })
+    }
+
+    /// `prefix` followed by `tokens` as one shared prefix, under the prefix's
+    /// edits: only the keys and values of `tokens` are computed, so
+    /// demonstrations put in front of many prompts are computed once and
+    /// extended by each prompt.
     pub fn extend_prefix(&self, prefix: &SharedPrefix, tokens: &[u32]) -> Result<SharedPrefix> {
         if prefix.count() != 1 || tokens.is_empty() {
             return Err(ModelError::bad_request(
@@ -488,7 +530,7 @@ impl Llama {
         };
         let req = ForwardRequest {
             captures: &[],
-            edits: &[],
+            edits: &prefix.edits,
             logits: LogitsMode::None,
         };
         let mut cache = prefix.cache.clone();
@@ -496,6 +538,7 @@ impl Llama {
         Ok(SharedPrefix {
             cache,
             lens: vec![len],
+            edits: prefix.edits.clone(),
         })
     }
 
@@ -546,7 +589,7 @@ impl Llama {
         let batch = PaddedBatch::new(continuations);
         let starts: Vec<usize> = which.iter().map(|&w| prefix.lens[w]).collect();
         let prompt_lens: Vec<usize> = batch.lens.iter().zip(&starts).map(|(l, p)| l + p).collect();
-        self.check_after(req, &starts, &prompt_lens)?;
+        self.check_after(req, prefix, &starts, &prompt_lens)?;
         let t = batch.lens.iter().max().copied().unwrap_or(0);
         let positions: Vec<Option<usize>> = batch
             .positions
@@ -607,7 +650,7 @@ impl Llama {
         }
         self.validate_request(req, r * variants)?;
         let prompt_lens: Vec<usize> = prefix.lens.iter().map(|p| p + c).collect();
-        self.check_after(req, &prefix.lens, &prompt_lens)?;
+        self.check_after(req, prefix, &prefix.lens, &prompt_lens)?;
         let tq = variants * c;
         let mut ids = Vec::with_capacity(r * tq);
         let mut positions = Vec::with_capacity(r * tq);
@@ -628,10 +671,22 @@ impl Llama {
         Ok(logits)
     }
 
-    /// Refuses edits that would touch a shared prefix (rows start at
-    /// `starts[row]`) and continuations that run past the context.
-    fn check_after(&self, req: &ForwardRequest, starts: &[usize], prompt_lens: &[usize]) -> Result<()> {
-        for e in req.edits {
+    /// Refuses edits that would touch an unsteered shared prefix (rows start
+    /// at `starts[row]`), other edits than a steered prefix's own, and
+    /// continuations that run past the context.
+    fn check_after(
+        &self,
+        req: &ForwardRequest,
+        prefix: &SharedPrefix,
+        starts: &[usize],
+        prompt_lens: &[usize],
+    ) -> Result<()> {
+        if !prefix.edits.is_empty() && req.edits != prefix.edits.as_slice() {
+            return Err(ModelError::bad_request(
+                "a steered prefix is continued only under the edits it was computed with",
+            ));
+        }
+        for e in req.edits.iter().filter(|_| prefix.edits.is_empty()) {
             if let Some(row) =
                 (0..starts.len()).find(|&row| (0..starts[row]).any(|pos| e.positions().contains(pos, prompt_lens[row])))
             {

@@ -578,6 +578,37 @@ fn shared_prefix_gives_the_numbers_of_the_whole_sequence() {
             }
         }
         assert!(model.extend_prefix(&first, &[]).is_err());
+
+        // A prefix steered at every position, continued under the same edits.
+        let keep = Edit::AddKeepNorm {
+            layer: 1,
+            vector: (0..32).map(|i| (i as f32 * 0.4).sin()).collect(),
+            positions: Positions::All,
+            multipliers: Vec::new(),
+        };
+        let steered = ForwardRequest {
+            captures: &[],
+            edits: std::slice::from_ref(&keep),
+            logits: LogitsMode::All,
+        };
+        let with = model.shared_prefix_with(&prefix, std::slice::from_ref(&keep)).unwrap();
+        let after = model.forward_after(&with, &continuations, &steered).unwrap();
+        let full = model.forward(&whole, &steered).unwrap();
+        let (la, lf) = (after.logits.as_ref().unwrap(), full.logits.as_ref().unwrap());
+        for (row, c) in continuations.iter().enumerate() {
+            for i in 0..c.len() {
+                let a = after.padded_index(row, i);
+                let f = full.padded_index(row, prefix.len() + i);
+                assert!(
+                    max_diff(la.row(&[row, a]), lf.row(&[row, f])) < 1e-4,
+                    "{arch:?} steered prefix, row {row} pos {i}"
+                );
+            }
+        }
+        // Other edits after it, and edits placed relative to the prompt's end, are refused.
+        assert!(model.forward_after(&with, &continuations, &req).is_err());
+        assert!(model.forward_after(&with, &continuations, &ForwardRequest::default()).is_err());
+        assert!(model.shared_prefix_with(&prefix, std::slice::from_ref(&edit)).is_err());
         let two = model.shared_prefixes(&[vec![1, 2], vec![3]]).unwrap();
         assert!(model.extend_prefix(&two, &[4]).is_err());
     }

@@ -204,11 +204,22 @@ pub fn continuations_cached(
         };
     }
     let (s, m) = steering.expect("a steering touches the prefix");
-    let prefix = s.prompt(&[], m);
-    let edits = anchored(s, prefix.len() + p).edits(m);
-    if matches!(s.kind, SteeringKind::Prompt { .. }) && edits.is_empty() && !prefix.is_empty() {
+    let demos = s.prompt(&[], m);
+    let edits = anchored(s, demos.len() + p).edits(m);
+    if demos.is_empty() {
+        // Steered before its last token, the prompt is still the same for every continuation:
+        // computed once, under the steering.
+        let rows = rows_of_one();
+        return if rest.is_empty() {
+            row_log_likelihoods(model, None, &rows, &from, &edits)
+        } else {
+            let prefix = model.shared_prefix_with(rest, &edits)?;
+            row_log_likelihoods(model, Some(&prefix), &rows, &from, &edits)
+        };
+    }
+    if edits.is_empty() {
         // Demonstrations alone: computed once, extended by the prompt, and shared by its continuations.
-        let base = prefixes.get(model, &prefix)?;
+        let base = prefixes.get(model, &demos)?;
         let extended;
         let after = if rest.is_empty() {
             base
@@ -220,9 +231,9 @@ pub fn continuations_cached(
     }
     let rows: Vec<Vec<u32>> = continuations
         .iter()
-        .map(|c| [prefix.as_slice(), prompt, c].concat())
+        .map(|c| [demos.as_slice(), prompt, c].concat())
         .collect();
-    let from = vec![prefix.len() + p; rows.len()];
+    let from = vec![demos.len() + p; rows.len()];
     row_log_likelihoods(model, None, &rows, &from, &edits)
 }
 
@@ -365,34 +376,55 @@ mod tests {
     }
 
     #[test]
-    fn a_prompt_steering_scores_what_the_whole_sequence_scores() {
+    fn a_steering_of_the_whole_prompt_scores_what_the_whole_sequence_scores() {
         let cfg = ModelConfig::tiny(Architecture::Qwen2);
         let model = Llama::load(&cfg, &WeightSource::random(&cfg, 8), &Backend::Cpu.device().unwrap()).unwrap();
-        let demos = Steering {
+        let steering = |kind: SteeringKind, positions: Positions| Steering {
             method: "test".into(),
-            kind: SteeringKind::Prompt {
-                positive: vec![31, 7, 44, 2, 9, 60],
-                negative: vec![5, 5, 17],
-            },
-            positions: Positions::All,
+            kind,
+            positions,
             params: BTreeMap::new(),
             metadata: BTreeMap::new(),
         };
+        let v: Vec<f32> = (0..32).map(|i| (i as f32 * 0.3).sin()).collect();
+        let steerings = [
+            steering(
+                SteeringKind::Prompt {
+                    positive: vec![31, 7, 44, 2, 9, 60],
+                    negative: vec![5, 5, 17],
+                },
+                Positions::All,
+            ),
+            steering(
+                SteeringKind::NormPreserving {
+                    vectors: vec![(0, v.clone()), (2, v.clone())],
+                },
+                Positions::All,
+            ),
+            steering(SteeringKind::Additive { vectors: vec![(1, v)] }, Positions::From(1)),
+        ];
         let conts = vec![vec![4u32, 8], vec![15], vec![16, 23, 42]];
-        // One cache serves every prompt and both prefixes.
+        // One cache serves every prompt and both demonstration prefixes.
         let mut prefixes = PrefixCache::default();
-        for prompt in [vec![3u32, 1, 4, 1, 5], vec![9u32], vec![2u32, 7]] {
-            for m in [1.0f32, -1.0] {
-                let got = continuations_cached(&model, &prompt, None, &conts, Some((&demos, m)), &mut prefixes).unwrap();
-                let prefix = demos.prompt(&[], m);
-                let rows: Vec<Vec<u32>> = conts
-                    .iter()
-                    .map(|c| [prefix.as_slice(), &prompt, c].concat())
-                    .collect();
-                let from = vec![prefix.len() + prompt.len(); rows.len()];
-                let want = row_log_likelihoods(&model, None, &rows, &from, &[]).unwrap();
-                for (a, b) in got.iter().zip(&want) {
-                    assert!((a - b).abs() < 1e-4, "prompt {prompt:?} × {m}: {a} vs {b}");
+        for (k, s) in steerings.iter().enumerate() {
+            for prompt in [vec![3u32, 1, 4, 1, 5], vec![9u32], vec![2u32, 7]] {
+                for m in [1.0f32, -1.5] {
+                    let got = continuations_cached(&model, &prompt, None, &conts, Some((s, m)), &mut prefixes).unwrap();
+                    // The whole sequence, every token run in one pass.
+                    let demos = s.prompt(&[], m);
+                    let edits = anchored(s, demos.len() + prompt.len()).edits(m);
+                    let rows: Vec<Vec<u32>> = conts
+                        .iter()
+                        .map(|c| [demos.as_slice(), &prompt, c].concat())
+                        .collect();
+                    let from = vec![demos.len() + prompt.len(); rows.len()];
+                    let want = row_log_likelihoods(&model, None, &rows, &from, &edits).unwrap();
+                    let plain = continuations(&model, &prompt, None, &conts, None).unwrap();
+                    for (a, b) in got.iter().zip(&want) {
+                        assert!((a - b).abs() < 1e-4, "steering {k}, prompt {prompt:?} × {m}: {a} vs {b}");
+                    }
+                    let moved = got.iter().zip(&plain).any(|(a, u)| (a - u).abs() > 1e-3);
+                    assert!(moved, "steering {k}, prompt {prompt:?} × {m} changed nothing");
                 }
             }
         }
