@@ -607,7 +607,11 @@ fn shared_prefix_gives_the_numbers_of_the_whole_sequence() {
         }
         // Other edits after it, and edits placed relative to the prompt's end, are refused.
         assert!(model.forward_after(&with, &continuations, &req).is_err());
-        assert!(model.forward_after(&with, &continuations, &ForwardRequest::default()).is_err());
+        assert!(
+            model
+                .forward_after(&with, &continuations, &ForwardRequest::default())
+                .is_err()
+        );
         assert!(model.shared_prefix_with(&prefix, std::slice::from_ref(&edit)).is_err());
         let two = model.shared_prefixes(&[vec![1, 2], vec![3]]).unwrap();
         assert!(model.extend_prefix(&two, &[4]).is_err());

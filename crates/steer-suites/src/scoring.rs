@@ -168,7 +168,14 @@ pub fn continuations(
     continuations: &[Vec<u32>],
     steering: Option<(&Steering, f32)>,
 ) -> Result<Vec<f64>> {
-    continuations_cached(model, prompt, shared, continuations, steering, &mut PrefixCache::default())
+    continuations_cached(
+        model,
+        prompt,
+        shared,
+        continuations,
+        steering,
+        &mut PrefixCache::default(),
+    )
 }
 
 /// [`continuations`], with a prompt steering's prefix taken from `prefixes`
@@ -413,15 +420,15 @@ mod tests {
                     // The whole sequence, every token run in one pass.
                     let demos = s.prompt(&[], m);
                     let edits = anchored(s, demos.len() + prompt.len()).edits(m);
-                    let rows: Vec<Vec<u32>> = conts
-                        .iter()
-                        .map(|c| [demos.as_slice(), &prompt, c].concat())
-                        .collect();
+                    let rows: Vec<Vec<u32>> = conts.iter().map(|c| [demos.as_slice(), &prompt, c].concat()).collect();
                     let from = vec![demos.len() + prompt.len(); rows.len()];
                     let want = row_log_likelihoods(&model, None, &rows, &from, &edits).unwrap();
                     let plain = continuations(&model, &prompt, None, &conts, None).unwrap();
                     for (a, b) in got.iter().zip(&want) {
-                        assert!((a - b).abs() < 1e-4, "steering {k}, prompt {prompt:?} × {m}: {a} vs {b}");
+                        assert!(
+                            (a - b).abs() < 1e-4,
+                            "steering {k}, prompt {prompt:?} × {m}: {a} vs {b}"
+                        );
                     }
                     let moved = got.iter().zip(&plain).any(|(a, u)| (a - u).abs() > 1e-3);
                     assert!(moved, "steering {k}, prompt {prompt:?} × {m} changed nothing");

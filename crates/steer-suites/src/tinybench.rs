@@ -309,7 +309,8 @@ fn likelihood_hits(
             None
         };
         for (c, config) in configs.iter().enumerate() {
-            let ll = crate::scoring::continuations_cached(model, prompt, shared.as_ref(), choices, *config, &mut prefixes)?;
+            let ll =
+                crate::scoring::continuations_cached(model, prompt, shared.as_ref(), choices, *config, &mut prefixes)?;
             let best = (0..ll.len()).fold(0, |b, k| if ll[k] > ll[b] { k } else { b });
             hits[c].push(if best == *answer { 1.0 } else { 0.0 });
         }
