@@ -447,21 +447,27 @@ impl Llama {
     /// Computes the keys and values of several prefixes in one unsteered pass,
     /// for [`Llama::forward_after_each`] and [`Llama::forward_variants`].
     pub fn shared_prefixes(&self, prefixes: &[Vec<u32>]) -> Result<SharedPrefix> {
+        self.prefix_pass(prefixes, &[])
+    }
+
+    /// One pass over `prefixes` under `edits`, keeping their keys and values.
+    fn prefix_pass(&self, prefixes: &[Vec<u32>], edits: &[Edit]) -> Result<SharedPrefix> {
         if prefixes.is_empty() || prefixes.iter().any(Vec::is_empty) {
             return Err(ModelError::bad_request("a shared prefix needs at least one token"));
         }
-        let mut cache = KvCache::new();
-        let batch = PaddedBatch::new(prefixes);
         let req = ForwardRequest {
             captures: &[],
-            edits: &[],
+            edits,
             logits: LogitsMode::None,
         };
+        self.validate_request(&req, prefixes.len())?;
+        let mut cache = KvCache::new();
+        let batch = PaddedBatch::new(prefixes);
         self.step(&batch.input(), Some(&mut cache), &req)?;
         Ok(SharedPrefix {
             cache,
             lens: batch.lens,
-            edits: Vec::new(),
+            edits: edits.to_vec(),
         })
     }
 
@@ -471,9 +477,6 @@ impl Llama {
     /// The edits' positions must not depend on where the prompt ends
     /// (`All`, `From`, `At`, `Generated`), and they carry one multiplier for all rows.
     pub fn shared_prefix_with(&self, prefix: &[u32], edits: &[Edit]) -> Result<SharedPrefix> {
-        if prefix.is_empty() {
-            return Err(ModelError::bad_request("a shared prefix needs at least one token"));
-        }
         for e in edits {
             if matches!(e.positions(), Positions::LastPrompt | Positions::PromptEndOnward) {
                 return Err(ModelError::bad_request(format!(
@@ -487,20 +490,7 @@ impl Llama {
                 ));
             }
         }
-        let mut cache = KvCache::new();
-        let batch = PaddedBatch::new(&[prefix.to_vec()]);
-        let req = ForwardRequest {
-            captures: &[],
-            edits,
-            logits: LogitsMode::None,
-        };
-        self.validate_request(&req, 1)?;
-        self.step(&batch.input(), Some(&mut cache), &req)?;
-        Ok(SharedPrefix {
-            cache,
-            lens: batch.lens,
-            edits: edits.to_vec(),
-        })
+        self.prefix_pass(&[prefix.to_vec()], edits)
     }
 
     /// `prefix` followed by `tokens` as one shared prefix, under the prefix's
@@ -681,19 +671,23 @@ impl Llama {
         starts: &[usize],
         prompt_lens: &[usize],
     ) -> Result<()> {
-        if !prefix.edits.is_empty() && req.edits != prefix.edits.as_slice() {
-            return Err(ModelError::bad_request(
-                "a steered prefix is continued only under the edits it was computed with",
-            ));
-        }
-        for e in req.edits.iter().filter(|_| prefix.edits.is_empty()) {
-            if let Some(row) =
-                (0..starts.len()).find(|&row| (0..starts[row]).any(|pos| e.positions().contains(pos, prompt_lens[row])))
-            {
-                return Err(ModelError::bad_request(format!(
-                    "an edit at layer {} touches the shared prefix of row {row}; prefixes are computed unsteered",
-                    e.layer()
-                )));
+        if !prefix.edits.is_empty() {
+            // The prefix's positions were computed under these very edits.
+            if req.edits != prefix.edits.as_slice() {
+                return Err(ModelError::bad_request(
+                    "a steered prefix is continued only under the edits it was computed with",
+                ));
+            }
+        } else {
+            for e in req.edits {
+                if let Some(row) = (0..starts.len())
+                    .find(|&row| (0..starts[row]).any(|pos| e.positions().contains(pos, prompt_lens[row])))
+                {
+                    return Err(ModelError::bad_request(format!(
+                        "an edit at layer {} touches the shared prefix of row {row}; prefixes are computed unsteered",
+                        e.layer()
+                    )));
+                }
             }
         }
         if let Some(&longest) = prompt_lens.iter().max()

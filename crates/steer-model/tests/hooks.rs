@@ -5,7 +5,7 @@ mod common;
 
 use common::tiny::{max_diff, tiny_config, tiny_model};
 use steer_model::{
-    Architecture, Capture, Edit, ForwardRequest, GenerateOptions, LogitsMode, Positions, Sampling, Site,
+    Architecture, Capture, Edit, ForwardOutput, ForwardRequest, GenerateOptions, LogitsMode, Positions, Sampling, Site,
 };
 
 fn rows() -> Vec<Vec<u32>> {
@@ -525,16 +525,26 @@ fn shared_prefix_gives_the_numbers_of_the_whole_sequence() {
         let after = model.forward_after(&shared, &continuations, &req).unwrap();
         let whole: Vec<Vec<u32>> = continuations.iter().map(|c| [prefix.as_slice(), c].concat()).collect();
         let full = model.forward(&whole, &req).unwrap();
-        let (la, lf) = (after.logits.as_ref().unwrap(), full.logits.as_ref().unwrap());
+        // Every continuation position after a prefix against the same position of the whole rows.
+        let same_logits = |after: &ForwardOutput, full: &ForwardOutput, what: &str| {
+            let (la, lf) = (after.logits.as_ref().unwrap(), full.logits.as_ref().unwrap());
+            for (row, c) in continuations.iter().enumerate() {
+                for i in 0..c.len() {
+                    let a = after.padded_index(row, i);
+                    let f = full.padded_index(row, prefix.len() + i);
+                    assert!(
+                        max_diff(la.row(&[row, a]), lf.row(&[row, f])) < 1e-4,
+                        "{arch:?} {what}, row {row} pos {i}"
+                    );
+                }
+            }
+        };
+        same_logits(&after, &full, "logits");
         let (ca, cf) = (after.capture(capture).unwrap(), full.capture(capture).unwrap());
         for (row, c) in continuations.iter().enumerate() {
             for i in 0..c.len() {
                 let a = after.padded_index(row, i);
                 let f = full.padded_index(row, prefix.len() + i);
-                assert!(
-                    max_diff(la.row(&[row, a]), lf.row(&[row, f])) < 1e-4,
-                    "{arch:?} logits row {row} pos {i}"
-                );
                 assert!(
                     max_diff(ca.row(&[row, a]), cf.row(&[row, f])) < 1e-4,
                     "{arch:?} resid row {row} pos {i}"
@@ -566,17 +576,7 @@ fn shared_prefix_gives_the_numbers_of_the_whole_sequence() {
         let extended = model.extend_prefix(&first, &prefix[2..]).unwrap();
         assert_eq!(extended.len(), prefix.len());
         let again = model.forward_after(&extended, &continuations, &req).unwrap();
-        let lg = again.logits.as_ref().unwrap();
-        for (row, c) in continuations.iter().enumerate() {
-            for i in 0..c.len() {
-                let g = again.padded_index(row, i);
-                let f = full.padded_index(row, prefix.len() + i);
-                assert!(
-                    max_diff(lg.row(&[row, g]), lf.row(&[row, f])) < 1e-4,
-                    "{arch:?} extended prefix, row {row} pos {i}"
-                );
-            }
-        }
+        same_logits(&again, &full, "extended prefix");
         assert!(model.extend_prefix(&first, &[]).is_err());
 
         // A prefix steered at every position, continued under the same edits.
@@ -592,19 +592,9 @@ fn shared_prefix_gives_the_numbers_of_the_whole_sequence() {
             logits: LogitsMode::All,
         };
         let with = model.shared_prefix_with(&prefix, std::slice::from_ref(&keep)).unwrap();
-        let after = model.forward_after(&with, &continuations, &steered).unwrap();
-        let full = model.forward(&whole, &steered).unwrap();
-        let (la, lf) = (after.logits.as_ref().unwrap(), full.logits.as_ref().unwrap());
-        for (row, c) in continuations.iter().enumerate() {
-            for i in 0..c.len() {
-                let a = after.padded_index(row, i);
-                let f = full.padded_index(row, prefix.len() + i);
-                assert!(
-                    max_diff(la.row(&[row, a]), lf.row(&[row, f])) < 1e-4,
-                    "{arch:?} steered prefix, row {row} pos {i}"
-                );
-            }
-        }
+        let after_steered = model.forward_after(&with, &continuations, &steered).unwrap();
+        let full_steered = model.forward(&whole, &steered).unwrap();
+        same_logits(&after_steered, &full_steered, "steered prefix");
         // Other edits after it, and edits placed relative to the prompt's end, are refused.
         assert!(model.forward_after(&with, &continuations, &req).is_err());
         assert!(

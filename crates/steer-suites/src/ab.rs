@@ -433,26 +433,17 @@ fn whole_prompt_scores(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use steer_methods::SteeringKind;
-    use steer_model::{Architecture, Backend, ModelConfig, Positions, WeightSource};
+    use steer_model::{Architecture, Positions};
 
     use super::*;
+    use crate::test_support::{steering, tiny_model};
 
     #[test]
     fn shared_pass_gives_the_margins_of_whole_prompts() {
-        let cfg = ModelConfig::tiny(Architecture::Llama);
-        let model = Llama::load(&cfg, &WeightSource::random(&cfg, 3), &Backend::Cpu.device().unwrap()).unwrap();
+        let model = tiny_model(Architecture::Llama, 3);
         let prompts = vec![vec![5u32, 9, 14, 2], vec![7, 3], vec![11, 12, 13, 14, 15, 16], vec![9]];
         let letters = vec![(20u32, 21u32), (21, 20), (20, 21), (21, 20)];
-        let steering = |kind: SteeringKind, positions: Positions| Steering {
-            method: "test".into(),
-            kind,
-            positions,
-            params: BTreeMap::new(),
-            metadata: BTreeMap::new(),
-        };
         let v: Vec<f32> = (0..32).map(|i| (i as f32 * 0.3).sin()).collect();
         let mut a = vec![0.0f32; 32 * 32];
         (0..32).for_each(|i| a[i * 32 + (i + 1) % 32] = 1.0);

@@ -27,6 +27,32 @@ pub mod tinybench;
 pub mod unsteered;
 pub mod vader;
 
+/// Seeded tiny models and hand-made steerings for unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::collections::BTreeMap;
+
+    use steer_methods::{Steering, SteeringKind};
+    use steer_model::{Architecture, Backend, Llama, ModelConfig, Positions, WeightSource};
+
+    /// A tiny model of `arch` with seeded random weights, on the CPU.
+    pub(crate) fn tiny_model(arch: Architecture, seed: u64) -> Llama {
+        let cfg = ModelConfig::tiny(arch);
+        Llama::load(&cfg, &WeightSource::random(&cfg, seed), &Backend::Cpu.device().unwrap()).unwrap()
+    }
+
+    /// A steering of `kind` at `positions`, with no hyperparameters or metadata.
+    pub(crate) fn steering(kind: SteeringKind, positions: Positions) -> Steering {
+        Steering {
+            method: "test".into(),
+            kind,
+            positions,
+            params: BTreeMap::new(),
+            metadata: BTreeMap::new(),
+        }
+    }
+}
+
 use std::path::{Path, PathBuf};
 
 /// Errors of reading tasks and evaluating on them.

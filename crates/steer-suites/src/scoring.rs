@@ -325,23 +325,14 @@ pub fn continuation_sweep(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use steer_model::{Architecture, Backend, ModelConfig, Positions, WeightSource};
+    use steer_model::{Architecture, Positions};
 
     use super::*;
+    use crate::test_support::{steering, tiny_model};
 
     #[test]
     fn a_batched_sweep_scores_what_each_variant_scores_alone() {
-        let cfg = ModelConfig::tiny(Architecture::Llama);
-        let model = Llama::load(&cfg, &WeightSource::random(&cfg, 5), &Backend::Cpu.device().unwrap()).unwrap();
-        let steering = |kind: SteeringKind, positions: Positions| Steering {
-            method: "test".into(),
-            kind,
-            positions,
-            params: BTreeMap::new(),
-            metadata: BTreeMap::new(),
-        };
+        let model = tiny_model(Architecture::Llama, 5);
         let v: Vec<f32> = (0..32).map(|i| (i as f32 * 0.7).cos()).collect();
         let steerings = vec![
             steering(
@@ -384,15 +375,7 @@ mod tests {
 
     #[test]
     fn a_steering_of_the_whole_prompt_scores_what_the_whole_sequence_scores() {
-        let cfg = ModelConfig::tiny(Architecture::Qwen2);
-        let model = Llama::load(&cfg, &WeightSource::random(&cfg, 8), &Backend::Cpu.device().unwrap()).unwrap();
-        let steering = |kind: SteeringKind, positions: Positions| Steering {
-            method: "test".into(),
-            kind,
-            positions,
-            params: BTreeMap::new(),
-            metadata: BTreeMap::new(),
-        };
+        let model = tiny_model(Architecture::Qwen2, 8);
         let v: Vec<f32> = (0..32).map(|i| (i as f32 * 0.3).sin()).collect();
         let steerings = [
             steering(
