@@ -303,7 +303,11 @@ fn likelihood_hits(
     let mut hits = vec![Vec::with_capacity(items.len()); configs.len()];
     let mut prefixes = crate::scoring::PrefixCache::default();
     for (prompt, choices, answer) in items {
-        let shared = if prompt.len() > 1 {
+        // The unsteered pass over the question serves only configurations that leave it alone.
+        let plain = |c: &Option<(&Steering, f32)>| {
+            !c.is_some_and(|(s, m)| m != 0.0 && crate::scoring::touches_before_last(s, prompt.len()))
+        };
+        let shared = if prompt.len() > 1 && configs.iter().any(plain) {
             Some(model.shared_prefix(&prompt[..prompt.len() - 1])?)
         } else {
             None
