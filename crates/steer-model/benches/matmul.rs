@@ -1,8 +1,10 @@
 //! Criterion benchmarks of the matrix products a forward pass of the default
 //! model is made of, on the CPU backend: the MLP's up and down projections
 //! and the tied LM head, for a decode-sized, a scoring-sized and a
-//! prefill-sized number of rows. Weights are held the way `Llama::load` holds
-//! them, as transposed views of `[out, in]` tensors.
+//! prefill-sized number of rows. Operands are burn tensors multiplied by
+//! burn-flex's own `matmul` (the model's forward uses the fused kernels of
+//! `kernels.rs` instead); weights are transposed views of `[out, in]`
+//! tensors, the layout the tied LM head keeps.
 //!
 //! Throughput is reported in floating-point operations (a multiply-add counts
 //! two). Run with `cargo bench --workspace --profile dev --bench matmul`;

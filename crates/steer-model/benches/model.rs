@@ -10,6 +10,10 @@
 
 use std::time::Duration;
 
+/// The allocator the `steerbench` binary runs with.
+#[global_allocator]
+static ALLOCATOR: steer_model::allocator::Allocator = steer_model::allocator::Allocator;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use steer_model::weights::random_tokens;
 use steer_model::{Backend, Edit, ForwardRequest, GenerateOptions, LoadedModel, LogitsMode, Positions, Sampling};
@@ -22,11 +26,13 @@ fn backend() -> Backend {
 }
 
 fn load() -> LoadedModel {
+    steer_model::allocator::keep_freed_memory();
     let device = backend().device().expect("backend is usable");
     LoadedModel::load("default", &device).expect("the default model is installed (cargo xtask setup)")
 }
 
 fn bench_load(c: &mut Criterion) {
+    steer_model::allocator::keep_freed_memory();
     let device = backend().device().expect("backend is usable");
     let mut group = c.benchmark_group("load");
     group.sample_size(10).measurement_time(Duration::from_secs(20));

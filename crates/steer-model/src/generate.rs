@@ -164,6 +164,7 @@ impl Llama {
                 prompt_lens: &prefill.lens,
                 batch: b,
                 variants: 1,
+                decoding: true,
             };
             logits = self.step(&input, Some(&mut cache), &req)?.0;
         }

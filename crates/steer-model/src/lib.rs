@@ -7,6 +7,7 @@
 //! leave it as [`HostTensor`]s.
 #![warn(missing_docs)]
 
+pub mod allocator;
 pub mod backend;
 pub mod config;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod generate;
 pub mod gguf;
 pub mod hooks;
 pub mod host;
+mod kernels;
 pub mod llama;
 pub mod model;
 pub mod tokenizer;

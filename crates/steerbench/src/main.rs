@@ -16,6 +16,10 @@ use steer_model::{
     Positions, Sampling, Site, WeightSource,
 };
 
+/// mimalloc, keeping freed memory for the next pass (see `steer_model::allocator`).
+#[global_allocator]
+static ALLOCATOR: steer_model::allocator::Allocator = steer_model::allocator::Allocator;
+
 #[derive(Parser)]
 #[command(name = "steerbench", version, about = "Benchmark suite for LLM steering methods")]
 struct Cli {
@@ -350,6 +354,7 @@ enum Command {
 }
 
 fn main() {
+    steer_model::allocator::keep_freed_memory();
     let cli = Cli::parse();
     if let Err(err) = run(cli) {
         eprintln!("error: {}", one_line(&format!("{err:#}")));
