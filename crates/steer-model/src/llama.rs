@@ -251,18 +251,23 @@ fn to_tensor2(t: &HostTensor, device: &Device) -> Tensor<2> {
 /// Matrix products read a row-major right operand faster than a transposed view
 /// (on the CPU, up to 5× at the few rows of decoding).
 fn to_tensor2_transposed(t: &HostTensor, device: &Device) -> Tensor<2> {
+    use rayon::prelude::*;
     const TILE: usize = 32;
     let (rows, cols) = (t.shape[0], t.shape[1]);
     let mut out = vec![0.0f32; rows * cols];
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
+    // Each task writes `TILE` output rows (input columns), reading the input in tiles.
+    out.par_chunks_mut(TILE * rows).enumerate().for_each(|(tile, block)| {
+        let c0 = tile * TILE;
+        let width = block.len() / rows;
+        for r0 in (0..rows).step_by(TILE) {
             for r in r0..(r0 + TILE).min(rows) {
-                for c in c0..(c0 + TILE).min(cols) {
-                    out[c * rows + r] = t.data[r * cols + c];
+                let src = &t.data[r * cols + c0..][..width];
+                for (c, &v) in src.iter().enumerate() {
+                    block[c * rows + r] = v;
                 }
             }
         }
-    }
+    });
     Tensor::from_data(TensorData::new(out, [cols, rows]), device)
 }
 
