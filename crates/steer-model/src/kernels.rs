@@ -13,7 +13,7 @@
 //! counterpart in the tests below.
 
 use burn::tensor::activation::{silu, softmax};
-use burn::tensor::{Bytes, DType, Device, Shape, Tensor};
+use burn::tensor::{Bytes, DType, Device, Shape, Tensor, TensorData};
 use burn_flex::{Flex, FlexTensor, Layout};
 use rayon::prelude::*;
 
@@ -126,12 +126,24 @@ impl Kernels {
     }
 }
 
-/// The rotary tables of one pass, `[slots, head_dim]` each, built on the host:
-/// `cos` repeated over both halves and `sin` with the rotation's sign folded in
-/// (negated in the first half), so that `rope(x) = x·cos + swap_halves(x)·sin`.
-pub(crate) struct Rope<'a> {
-    pub cos: &'a [f32],
-    pub sin: &'a [f32],
+/// What every layer of one pass shares, built once per pass: the rotary tables,
+/// `[slots, head_dim]` each, with `cos` repeated over both halves and `sin`
+/// with the rotation's sign folded in (negated in the first half), so that
+/// `rope(x) = x·cos + swap_halves(x)·sin`; and the additive attention mask
+/// `[B, Tq, Tk]`. The CPU kernels read them on the host; burn's operations get
+/// them as device tensors, uploaded here once rather than in every layer.
+pub(crate) struct PassTables {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    mask: Vec<f32>,
+    on_device: Option<DeviceTables>,
+}
+
+/// [`PassTables`] as burn tensors: `[slots, 1, hd]` tables and a `[B, 1, 1, Tq, Tk]` mask.
+struct DeviceTables {
+    cos: Tensor<3>,
+    sin: Tensor<3>,
+    mask: Tensor<5>,
 }
 
 impl Kernels {
@@ -158,24 +170,49 @@ impl Kernels {
         }
     }
 
+    /// The tables of one pass: rotary `cos` and `sin` of `[slots, hd]` and the
+    /// additive `mask` of `[b, tq, tk]`.
+    pub(crate) fn tables(
+        self,
+        (cos, sin, hd): (Vec<f32>, Vec<f32>, usize),
+        mask: Vec<f32>,
+        [b, tq, tk]: [usize; 3],
+        device: &Device,
+    ) -> PassTables {
+        let on_device = match self {
+            Kernels::Flex { .. } => None,
+            Kernels::Burn => {
+                let slots = cos.len() / hd;
+                let table = |v: &[f32]| Tensor::from_data(TensorData::new(v.to_vec(), [slots, 1, hd]), device);
+                Some(DeviceTables {
+                    cos: table(&cos),
+                    sin: table(&sin),
+                    mask: Tensor::from_data(TensorData::new(mask.clone(), [b, 1, 1, tq, tk]), device),
+                })
+            }
+        };
+        PassTables {
+            cos,
+            sin,
+            mask,
+            on_device,
+        }
+    }
+
     /// Rotary position embedding of `x [slots, heads · head_dim]` (rows of the
     /// projections), every head rotated by its slot's tables.
-    pub(crate) fn rope(self, x: Tensor<2>, heads: usize, tables: &Rope) -> Tensor<2> {
+    pub(crate) fn rope(self, x: Tensor<2>, heads: usize, tables: &PassTables) -> Tensor<2> {
         let [slots, width] = x.dims();
         let hd = width / heads;
         let half = hd / 2;
-        match self {
-            Kernels::Burn => {
-                let device = x.device();
-                let table = |v: &[f32]| -> Tensor<3> {
-                    Tensor::from_data(burn::tensor::TensorData::new(v.to_vec(), [slots, 1, hd]), &device)
-                };
-                let (cos, sin) = (table(tables.cos), table(tables.sin));
+        match (self, &tables.on_device) {
+            (Kernels::Burn, Some(t)) => {
+                let (cos, sin) = (t.cos.clone(), t.sin.clone());
                 let x = x.reshape([slots, heads, hd]);
                 let swapped = Tensor::cat(vec![x.clone().narrow(2, half, half), x.clone().narrow(2, 0, half)], 2);
                 (x * cos + swapped * sin).reshape([slots, width])
             }
-            Kernels::Flex { .. } => {
+            _ => {
                 let mut x = contiguous(flex(x));
                 x.storage_mut::<f32>()
                     .par_chunks_mut(width)
@@ -187,17 +224,22 @@ impl Kernels {
     }
 
     /// Grouped-query attention. `q [B, Tq, H, hd]`, keys and values
-    /// `[B, KV, Tk, hd]` (any layout), `mask [B, Tq, Tk]` additive, scores
-    /// scaled by `scale`; returns the heads' outputs as `[B, Tq, H, hd]`.
-    pub(crate) fn attention(self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &[f32], scale: f32) -> Tensor<4> {
+    /// `[B, KV, Tk, hd]` (any layout), the pass's additive mask, scores scaled
+    /// by `scale`; returns the heads' outputs as `[B, Tq, H, hd]`.
+    pub(crate) fn attention(
+        self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        tables: &PassTables,
+        scale: f32,
+    ) -> Tensor<4> {
         let [b, tq, h, hd] = q.dims();
         let [_, kv, tk, _] = k.dims();
         let rep = h / kv;
-        match self {
-            Kernels::Burn => {
-                let device = q.device();
-                let mask: Tensor<5> =
-                    Tensor::from_data(burn::tensor::TensorData::new(mask.to_vec(), [b, 1, 1, tq, tk]), &device);
+        match (self, &tables.on_device) {
+            (Kernels::Burn, Some(t)) => {
+                let mask = t.mask.clone();
                 // The query heads that share a key head are stacked along the query axis.
                 let qg = q.swap_dims(1, 2).reshape([b, kv, rep * tq, hd]);
                 let scores = qg.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
@@ -205,7 +247,8 @@ impl Kernels {
                 let probs = softmax(scores, 4).reshape([b, kv, rep * tq, tk]);
                 probs.matmul(v).reshape([b, h, tq, hd]).swap_dims(1, 2)
             }
-            Kernels::Flex { .. } => {
+            _ => {
+                let mask = &tables.mask;
                 let (q, k, v) = (flex(q), flex(k), flex(v));
                 let mut out = vec![0.0f32; b * tq * h * hd];
                 let out_ptr = SendPtr(out.as_mut_ptr());
@@ -573,8 +616,6 @@ unsafe fn product_into(m: usize, k: usize, n: usize, lhs: Operand, rhs: Operand,
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::TensorData;
-
     use super::*;
 
     /// Deterministic values in [-1, 1).
@@ -713,10 +754,13 @@ mod tests {
     fn rope_equals_burns_bit_for_bit() {
         for (slots, heads, hd) in [(1, 1, 4), (7, 3, 16), (40, 9, 64)] {
             let (cos, sin) = tables(slots, hd);
-            let rope = Rope { cos: &cos, sin: &sin };
+            let pass = |kernels: Kernels| {
+                kernels.tables((cos.clone(), sin.clone(), hd), vec![0.0], [1, 1, 1], &Device::flex())
+            };
+            let flex_kernels = Kernels::Flex { few_rows: false };
             let x = random([slots, heads * hd], 10);
-            let fused = values(Kernels::Flex { few_rows: false }.rope(x.clone(), heads, &rope));
-            let reference = values(Kernels::Burn.rope(x, heads, &rope));
+            let fused = values(flex_kernels.rope(x.clone(), heads, &pass(flex_kernels)));
+            let reference = values(Kernels::Burn.rope(x, heads, &pass(Kernels::Burn)));
             assert_eq!(fused, reference, "slots={slots} heads={heads} hd={hd}");
         }
     }
@@ -742,10 +786,15 @@ mod tests {
                     }
                 }
             }
+            let pass = |kernels: Kernels| {
+                let (cos, sin) = tables(b * tq, hd);
+                kernels.tables((cos, sin, hd), mask.clone(), [b, tq, tk], &Device::flex())
+            };
+            let flex_kernels = Kernels::Flex { few_rows: false };
+            let (flex_pass, burn_pass) = (pass(flex_kernels), pass(Kernels::Burn));
             for k in [k_dense, k_view] {
-                let fused =
-                    values(Kernels::Flex { few_rows: false }.attention(q.clone(), k.clone(), v.clone(), &mask, 0.125));
-                let reference = values(Kernels::Burn.attention(q.clone(), k, v.clone(), &mask, 0.125));
+                let fused = values(flex_kernels.attention(q.clone(), k.clone(), v.clone(), &flex_pass, 0.125));
+                let reference = values(Kernels::Burn.attention(q.clone(), k, v.clone(), &burn_pass, 0.125));
                 assert_close(
                     &fused,
                     &reference,

@@ -11,7 +11,7 @@ use crate::config::{ModelConfig, is_positive};
 use crate::error::{ModelError, Result};
 use crate::hooks::{Capture, CapturePositions, Edit, LogitsMode, Positions, Site};
 use crate::host::HostTensor;
-use crate::kernels::{Kernels, Rope};
+use crate::kernels::Kernels;
 use crate::weights::WeightSource;
 
 /// Additive attention-mask value for a masked key. Finite, so a row whose keys
@@ -799,7 +799,6 @@ impl Llama {
                 sin[slot * hd + half + i] = s;
             }
         }
-        let rope = Rope { cos: &cos, sin: &sin };
 
         // Per-edit coefficients [B, Tq, 1]: position mask times the row's multiplier.
         let coef = |edit: &Edit| -> Vec<f32> {
@@ -845,6 +844,7 @@ impl Llama {
         } else {
             self.kernels
         };
+        let tables = kernels.tables((cos, sin, hd), mask, [b, tq, tk], dev);
 
         for (l, blk) in self.blocks.iter().enumerate() {
             record(Site::ResidPre(l), x.clone(), &mut captures)?;
@@ -859,10 +859,10 @@ impl Llama {
                 }
             };
             let q = kernels
-                .rope(proj(&blk.wq, &blk.bq), n_heads, &rope)
+                .rope(proj(&blk.wq, &blk.bq), n_heads, &tables)
                 .reshape([b, tq, n_heads, hd]);
             let mut k = kernels
-                .rope(proj(&blk.wk, &blk.bk), n_kv, &rope)
+                .rope(proj(&blk.wk, &blk.bk), n_kv, &tables)
                 .reshape([b, tq, n_kv, hd])
                 .swap_dims(1, 2);
             let mut v = proj(&blk.wv, &blk.bv).reshape([b, tq, n_kv, hd]).swap_dims(1, 2);
@@ -877,7 +877,7 @@ impl Llama {
                     c.values.push(v.clone());
                 }
             }
-            let mut heads = kernels.attention(q, k, v, &mask, scale); // [B, Tq, H, hd]
+            let mut heads = kernels.attention(q, k, v, &tables, scale); // [B, Tq, H, hd]
             for e in req.edits.iter().filter(|e| e.layer() == l) {
                 if let Edit::PatchHead { head, value, .. } = e {
                     // Rows and positions the patch does not touch keep their output exactly.
