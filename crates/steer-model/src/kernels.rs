@@ -82,7 +82,7 @@ impl Kernels {
         }
     }
 
-    /// `x [m, k] × w [k, n]`, with `w` in any layout (the model keeps transposed views).
+    /// `x [m, k] × w [k, n]`, with `w` in any layout (row-major projections, the tied LM head as a transposed view).
     pub(crate) fn linear(self, x: Tensor<2>, w: &Tensor<2>) -> Tensor<2> {
         match self {
             Kernels::Burn => x.matmul(w.clone()),
