@@ -10,13 +10,13 @@
 
 use std::time::Duration;
 
-/// The allocator the `steerbench` binary runs with.
-#[global_allocator]
-static ALLOCATOR: steer_model::allocator::Allocator = steer_model::allocator::Allocator;
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use steer_model::weights::random_tokens;
 use steer_model::{Backend, Edit, ForwardRequest, GenerateOptions, LoadedModel, LogitsMode, Positions, Sampling};
+
+/// The allocator the `steerbench` binary runs with.
+#[global_allocator]
+static ALLOCATOR: steer_model::allocator::Allocator = steer_model::allocator::Allocator;
 
 fn backend() -> Backend {
     std::env::var("STEERBENCH_BENCH_BACKEND")

@@ -131,16 +131,20 @@ impl Kernels {
 /// with the rotation's sign folded in (negated in the first half), so that
 /// `rope(x) = x·cos + swap_halves(x)·sin`; and the additive attention mask
 /// `[B, Tq, Tk]`. The CPU kernels read them on the host; burn's operations get
-/// them as device tensors, uploaded here once rather than in every layer.
-pub(crate) struct PassTables {
-    cos: Vec<f32>,
-    sin: Vec<f32>,
-    mask: Vec<f32>,
-    on_device: Option<DeviceTables>,
+/// them as device tensors, uploaded once rather than in every layer.
+pub(crate) enum PassTables {
+    /// For the CPU kernels.
+    Host {
+        cos: Vec<f32>,
+        sin: Vec<f32>,
+        mask: Vec<f32>,
+    },
+    /// For burn's operations.
+    Device(Box<DeviceTables>),
 }
 
 /// [`PassTables`] as burn tensors: `[slots, 1, hd]` tables and a `[B, 1, 1, Tq, Tk]` mask.
-struct DeviceTables {
+pub(crate) struct DeviceTables {
     cos: Tensor<3>,
     sin: Tensor<3>,
     mask: Tensor<5>,
@@ -171,7 +175,7 @@ impl Kernels {
     }
 
     /// The tables of one pass: rotary `cos` and `sin` of `[slots, hd]` and the
-    /// additive `mask` of `[b, tq, tk]`.
+    /// additive `mask` of `[b, tq, tk]`, in the form these kernels read.
     pub(crate) fn tables(
         self,
         (cos, sin, hd): (Vec<f32>, Vec<f32>, usize),
@@ -179,44 +183,38 @@ impl Kernels {
         [b, tq, tk]: [usize; 3],
         device: &Device,
     ) -> PassTables {
-        let on_device = match self {
-            Kernels::Flex { .. } => None,
+        match self {
+            Kernels::Flex { .. } => PassTables::Host { cos, sin, mask },
             Kernels::Burn => {
                 let slots = cos.len() / hd;
-                let table = |v: &[f32]| Tensor::from_data(TensorData::new(v.to_vec(), [slots, 1, hd]), device);
-                Some(DeviceTables {
-                    cos: table(&cos),
-                    sin: table(&sin),
-                    mask: Tensor::from_data(TensorData::new(mask.clone(), [b, 1, 1, tq, tk]), device),
-                })
+                let table = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [slots, 1, hd]), device);
+                PassTables::Device(Box::new(DeviceTables {
+                    cos: table(cos),
+                    sin: table(sin),
+                    mask: Tensor::from_data(TensorData::new(mask, [b, 1, 1, tq, tk]), device),
+                }))
             }
-        };
-        PassTables {
-            cos,
-            sin,
-            mask,
-            on_device,
         }
     }
 
     /// Rotary position embedding of `x [slots, heads · head_dim]` (rows of the
-    /// projections), every head rotated by its slot's tables.
+    /// projections), every head rotated by its slot's tables. The tables, made
+    /// by [`Kernels::tables`], carry the implementation.
     pub(crate) fn rope(self, x: Tensor<2>, heads: usize, tables: &PassTables) -> Tensor<2> {
         let [slots, width] = x.dims();
         let hd = width / heads;
         let half = hd / 2;
-        match (self, &tables.on_device) {
-            (Kernels::Burn, Some(t)) => {
-                let (cos, sin) = (t.cos.clone(), t.sin.clone());
+        match tables {
+            PassTables::Device(t) => {
                 let x = x.reshape([slots, heads, hd]);
                 let swapped = Tensor::cat(vec![x.clone().narrow(2, half, half), x.clone().narrow(2, 0, half)], 2);
-                (x * cos + swapped * sin).reshape([slots, width])
+                (x * t.cos.clone() + swapped * t.sin.clone()).reshape([slots, width])
             }
-            _ => {
+            PassTables::Host { cos, sin, .. } => {
                 let mut x = contiguous(flex(x));
                 x.storage_mut::<f32>()
                     .par_chunks_mut(width)
-                    .zip(tables.cos.par_chunks(hd).zip(tables.sin.par_chunks(hd)))
+                    .zip(cos.par_chunks(hd).zip(sin.par_chunks(hd)))
                     .for_each(|(row, (cos, sin))| rope_row(row, cos, sin));
                 Tensor::from_primitive::<Flex>(x)
             }
@@ -225,7 +223,8 @@ impl Kernels {
 
     /// Grouped-query attention. `q [B, Tq, H, hd]`, keys and values
     /// `[B, KV, Tk, hd]` (any layout), the pass's additive mask, scores scaled
-    /// by `scale`; returns the heads' outputs as `[B, Tq, H, hd]`.
+    /// by `scale`; returns the heads' outputs as `[B, Tq, H, hd]`. The tables
+    /// carry the implementation, as in [`Kernels::rope`].
     pub(crate) fn attention(
         self,
         q: Tensor<4>,
@@ -237,18 +236,16 @@ impl Kernels {
         let [b, tq, h, hd] = q.dims();
         let [_, kv, tk, _] = k.dims();
         let rep = h / kv;
-        match (self, &tables.on_device) {
-            (Kernels::Burn, Some(t)) => {
-                let mask = t.mask.clone();
+        match tables {
+            PassTables::Device(t) => {
                 // The query heads that share a key head are stacked along the query axis.
                 let qg = q.swap_dims(1, 2).reshape([b, kv, rep * tq, hd]);
                 let scores = qg.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
-                let scores = scores.reshape([b, kv, rep, tq, tk]) + mask;
+                let scores = scores.reshape([b, kv, rep, tq, tk]) + t.mask.clone();
                 let probs = softmax(scores, 4).reshape([b, kv, rep * tq, tk]);
                 probs.matmul(v).reshape([b, h, tq, hd]).swap_dims(1, 2)
             }
-            _ => {
-                let mask = &tables.mask;
+            PassTables::Host { mask, .. } => {
                 let (q, k, v) = (flex(q), flex(k), flex(v));
                 let mut out = vec![0.0f32; b * tq * h * hd];
                 let out_ptr = SendPtr(out.as_mut_ptr());

@@ -255,16 +255,13 @@ fn to_tensor2_transposed(t: &HostTensor, device: &Device) -> Tensor<2> {
     const TILE: usize = 32;
     let (rows, cols) = (t.shape[0], t.shape[1]);
     let mut out = vec![0.0f32; rows * cols];
-    // Each task writes `TILE` output rows (input columns), reading the input in tiles.
+    // Each task writes `TILE` output rows: `TILE` columns of every input row.
     out.par_chunks_mut(TILE * rows).enumerate().for_each(|(tile, block)| {
         let c0 = tile * TILE;
         let width = block.len() / rows;
-        for r0 in (0..rows).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                let src = &t.data[r * cols + c0..][..width];
-                for (c, &v) in src.iter().enumerate() {
-                    block[c * rows + r] = v;
-                }
+        for r in 0..rows {
+            for (c, &v) in t.data[r * cols + c0..][..width].iter().enumerate() {
+                block[c * rows + r] = v;
             }
         }
     });

@@ -5,7 +5,8 @@ mod common;
 
 use common::tiny::{max_diff, tiny_config, tiny_model};
 use steer_model::{
-    Architecture, Capture, Edit, ForwardOutput, ForwardRequest, GenerateOptions, LogitsMode, Positions, Sampling, Site,
+    Architecture, Capture, Edit, ForwardOutput, ForwardRequest, GenerateOptions, HostTensor, LogitsMode, Positions,
+    Sampling, Site,
 };
 
 fn rows() -> Vec<Vec<u32>> {
@@ -525,32 +526,32 @@ fn shared_prefix_gives_the_numbers_of_the_whole_sequence() {
         let after = model.forward_after(&shared, &continuations, &req).unwrap();
         let whole: Vec<Vec<u32>> = continuations.iter().map(|c| [prefix.as_slice(), c].concat()).collect();
         let full = model.forward(&whole, &req).unwrap();
-        // Every continuation position after a prefix against the same position of the whole rows.
-        let same_logits = |after: &ForwardOutput, full: &ForwardOutput, what: &str| {
-            let (la, lf) = (after.logits.as_ref().unwrap(), full.logits.as_ref().unwrap());
+        // Every continuation position after a prefix against the same position of
+        // the whole rows, in one of their tensors (logits or a capture).
+        let same_rows = |after: &ForwardOutput, full: &ForwardOutput, ta: &HostTensor, tf: &HostTensor, what: &str| {
             for (row, c) in continuations.iter().enumerate() {
                 for i in 0..c.len() {
                     let a = after.padded_index(row, i);
                     let f = full.padded_index(row, prefix.len() + i);
                     assert!(
-                        max_diff(la.row(&[row, a]), lf.row(&[row, f])) < 1e-4,
+                        max_diff(ta.row(&[row, a]), tf.row(&[row, f])) < 1e-4,
                         "{arch:?} {what}, row {row} pos {i}"
                     );
                 }
             }
         };
+        let same_logits = |after: &ForwardOutput, full: &ForwardOutput, what: &str| {
+            same_rows(
+                after,
+                full,
+                after.logits.as_ref().unwrap(),
+                full.logits.as_ref().unwrap(),
+                what,
+            )
+        };
         same_logits(&after, &full, "logits");
         let (ca, cf) = (after.capture(capture).unwrap(), full.capture(capture).unwrap());
-        for (row, c) in continuations.iter().enumerate() {
-            for i in 0..c.len() {
-                let a = after.padded_index(row, i);
-                let f = full.padded_index(row, prefix.len() + i);
-                assert!(
-                    max_diff(ca.row(&[row, a]), cf.row(&[row, f])) < 1e-4,
-                    "{arch:?} resid row {row} pos {i}"
-                );
-            }
-        }
+        same_rows(&after, &full, ca, cf, "resid");
         // An edit reaching into the shared prefix is refused.
         let everywhere = Edit::AddVector {
             layer: 0,
