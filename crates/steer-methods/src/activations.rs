@@ -65,9 +65,10 @@ pub type Rows = Vec<Vec<f32>>;
 
 /// The residual stream after each block in `layers` at the last token of
 /// every pair's positive and negative sequence: `(positive, negative)`, each
-/// indexed `[pair][k]` for `layers[k]`. A pair's prompt is computed once and
-/// shared by its two completions; pairs without a prompt run as whole
-/// sequences, `batch_size` at a time.
+/// indexed `[pair][k]` for `layers[k]`. Prompts run `batch_size` at a time
+/// (in order of length), each computed once and shared by its pair's two
+/// completions, which run together in the next pass; pairs without a prompt
+/// run as whole sequences, `batch_size` at a time.
 pub fn paired_resid_layers(
     model: &Llama,
     data: &TrainingSet,
@@ -93,20 +94,27 @@ pub fn paired_resid_layers(
         edits: &[],
         logits: LogitsMode::None,
     };
-    let mut whole = Vec::new();
-    for (i, pair) in pairs.iter().enumerate() {
-        if pair.prompt.is_empty() || pair.positive.is_empty() || pair.negative.is_empty() {
-            whole.push(i);
-            continue;
-        }
-        let shared = model.shared_prefix(&pair.prompt)?;
-        let out = model.forward_after(&shared, &[pair.positive.clone(), pair.negative.clone()], &req)?;
+    let (mut prompted, whole): (Vec<usize>, Vec<usize>) = (0..pairs.len())
+        .partition(|&i| !(pairs[i].prompt.is_empty() || pairs[i].positive.is_empty() || pairs[i].negative.is_empty()));
+    prompted.sort_by_key(|&i| pairs[i].prompt.len());
+    for chunk in prompted.chunks(batch_size.max(1)) {
+        let prompts: Vec<Vec<u32>> = chunk.iter().map(|&i| pairs[i].prompt.clone()).collect();
+        let shared = model.shared_prefixes(&prompts)?;
+        // Rows 2k and 2k + 1 continue prompt k with its pair's two completions.
+        let which: Vec<usize> = (0..chunk.len()).flat_map(|k| [k, k]).collect();
+        let completions: Vec<Vec<u32>> = chunk
+            .iter()
+            .flat_map(|&i| [pairs[i].positive.clone(), pairs[i].negative.clone()])
+            .collect();
+        let out = model.forward_after_each(&shared, &which, &completions, &req)?;
         for capture in &captures {
             let resid = out
                 .capture(*capture)
                 .ok_or_else(|| MethodError::BadInput("the model returned no activations".into()))?;
-            positive[i].push(resid.row(&[0, 0]).to_vec());
-            negative[i].push(resid.row(&[1, 0]).to_vec());
+            for (k, &i) in chunk.iter().enumerate() {
+                positive[i].push(resid.row(&[2 * k, 0]).to_vec());
+                negative[i].push(resid.row(&[2 * k + 1, 0]).to_vec());
+            }
         }
     }
     if !whole.is_empty() {

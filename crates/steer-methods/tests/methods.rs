@@ -11,7 +11,9 @@ use steer_methods::methods::leace::eraser;
 use steer_methods::methods::mimic::transport_map;
 use steer_methods::methods::prompting::Prompting;
 use steer_methods::{ContrastPair, FitConfig, SteeringKind, SteeringMethod, TrainingSet};
-use steer_model::{Architecture, Backend, HostTensor, Llama, ModelConfig, WeightSource};
+use steer_model::{
+    Architecture, Backend, Edit, ForwardRequest, HostTensor, Llama, LogitsMode, ModelConfig, Positions, WeightSource,
+};
 
 fn normal(rng: &mut rand::rngs::StdRng) -> f64 {
     let u1: f64 = rng.random::<f64>().max(1e-300);
@@ -246,7 +248,7 @@ fn fv_attributes_effects_only_to_heads_that_write() {
     }
     let effects = head_effects(&model, &prompts, 4).unwrap();
     let cfg = tiny_config();
-    // Silent heads differ from zero only by the rounding of differently sized batches.
+    // A silent head's patched copy runs in the pass of the unpatched one: its effect is at most rounding.
     let (mut live_min, mut silent_max) = (f64::INFINITY, 0.0f64);
     for l in 0..cfg.num_hidden_layers {
         for h in 0..cfg.num_attention_heads {
@@ -294,6 +296,57 @@ fn fv_attributes_effects_only_to_heads_that_write() {
         .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(diff < 1e-5, "fv vector differs from the sum of its heads by {diff}");
     assert!(steering.metadata["heads"].split(' ').count() == 2);
+}
+
+/// The indirect effects measured in one pass of copies per prompt equal
+/// those of patching one head at a time into the whole corrupted prompt.
+#[test]
+fn fv_effects_match_patching_whole_prompts_one_head_at_a_time() {
+    let model = Llama::load(
+        &tiny_config(),
+        &WeightSource::random(&tiny_config(), 5),
+        &Backend::Cpu.device().unwrap(),
+    )
+    .unwrap();
+    let cfg = tiny_config();
+    let prompts = icl_prompts(&icl_pairs(), 3, 4, 2).unwrap();
+    let effects = head_effects(&model, &prompts, 3).unwrap();
+    let probability = |prompt: &[u32], answer: u32, edits: &[Edit]| -> f64 {
+        let req = ForwardRequest {
+            captures: &[],
+            edits,
+            logits: LogitsMode::Last,
+        };
+        let logits = model.forward(&[prompt.to_vec()], &req).unwrap().logits.unwrap().data;
+        let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let z: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
+        (logits[answer as usize] as f64 - max).exp() / z
+    };
+    // Effects of random heads are small (about 1e-9 here); compare them against the largest one.
+    let (mut largest, mut worst) = (0.0f64, 0.0f64);
+    for l in 0..cfg.num_hidden_layers {
+        for h in 0..cfg.num_attention_heads {
+            let mut aie = 0.0;
+            for (prompt, &answer) in prompts.corrupted.iter().zip(&prompts.answers) {
+                let patch = Edit::PatchHead {
+                    layer: l,
+                    head: h,
+                    value: effects.means[l][h].clone(),
+                    positions: Positions::LastPrompt,
+                    multipliers: Vec::new(),
+                };
+                aie += probability(prompt, answer, &[patch]) - probability(prompt, answer, &[]);
+            }
+            aie /= prompts.corrupted.len() as f64;
+            largest = largest.max(aie.abs());
+            worst = worst.max((effects.aie[l][h] - aie).abs());
+        }
+    }
+    assert!(largest > 0.0, "no head moved the answer's probability");
+    assert!(
+        worst <= 1e-3 * largest,
+        "one pass of copies and whole prompts differ by {worst:e} (largest effect {largest:e})"
+    );
 }
 
 #[test]

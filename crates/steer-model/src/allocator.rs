@@ -5,15 +5,22 @@
 //! layer and pass after pass. An allocator that hands freed memory back to the
 //! system gets it back as fresh pages, each zeroed by the kernel on first touch;
 //! on the default model that cost a quarter of a forward pass
-//! (docs/performance.md). A binary opts in with
+//! (docs/performance.md). A binary opts in by declaring it its global
+//! allocator and calling [`keep_freed_memory`] first thing in `main`:
 //!
-//! ```ignore
+//! ```
 //! #[global_allocator]
 //! static ALLOCATOR: steer_model::allocator::Allocator = steer_model::allocator::Allocator;
+//!
+//! fn main() {
+//!     steer_model::allocator::keep_freed_memory();
+//!     let activations = vec![0.5f32; 1 << 20];
+//!     assert_eq!(activations.iter().sum::<f32>(), (1 << 19) as f32);
+//! }
 //! ```
 //!
-//! and calls [`keep_freed_memory`] first thing in `main`. The resident memory
-//! then stays at the run's peak instead of following its current use.
+//! The resident memory then stays at the run's peak instead of following its
+//! current use.
 
 /// mimalloc as a global allocator.
 pub use mimalloc::MiMalloc as Allocator;

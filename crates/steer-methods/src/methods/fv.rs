@@ -16,7 +16,8 @@
 //! (the paper uses |L|/3). The paper builds 10-shot prompts and averages over
 //! more prompts than the defaults here, which are sized for A/B items of a
 //! few hundred tokens on a CPU. Patching reuses the shared prefix of each
-//! corrupted prompt, so one head costs one token's work.
+//! corrupted prompt, and all heads' patches run as copies of its last token
+//! in one pass, so one head costs one token's work.
 
 use rand::SeedableRng;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -153,6 +154,26 @@ pub fn head_effects(model: &Llama, prompts: &IclPrompts, batch_size: usize) -> R
         let z: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
         (logits[token as usize] as f64 - max).exp() / z
     };
+    // One pass per prompt runs every patch as a copy of the last token after
+    // the shared prefix: copy 0 is unpatched, copy 1 + l·heads + h patches
+    // head h of block l (its multiplier is 1 there and 0 in every other copy).
+    let copies = 1 + layers * heads;
+    let edits: Vec<Edit> = (0..layers)
+        .flat_map(|l| (0..heads).map(move |h| (l, h)))
+        .enumerate()
+        .map(|(i, (l, h))| Edit::PatchHead {
+            layer: l,
+            head: h,
+            value: means[l][h].clone(),
+            positions: Positions::LastPrompt,
+            multipliers: (0..copies).map(|c| if c == i + 1 { 1.0 } else { 0.0 }).collect(),
+        })
+        .collect();
+    let req = ForwardRequest {
+        captures: &[],
+        edits: &edits,
+        logits: LogitsMode::Last,
+    };
     for (prompt, &answer) in prompts.corrupted.iter().zip(&prompts.answers) {
         let (last, prefix) = prompt
             .split_last()
@@ -161,41 +182,14 @@ pub fn head_effects(model: &Llama, prompts: &IclPrompts, batch_size: usize) -> R
             return Err(MethodError::BadInput("fv: in-context prompts need at least two tokens".into()));
         }
         let shared = model.shared_prefix(prefix)?;
-        let plain = ForwardRequest {
-            captures: &[],
-            edits: &[],
-            logits: LogitsMode::Last,
-        };
-        let base_logits = model
-            .forward_after(&shared, &[vec![*last]], &plain)?
-            .logits
+        let logits = model
+            .forward_variants(&shared, &[vec![*last]], copies, &req)?
             .ok_or_else(|| MethodError::BadInput("the model returned no logits".into()))?;
-        let base = probability(&base_logits.data, answer);
-        let rows = vec![vec![*last]; heads];
-        for l in 0..layers {
-            // Row h patches head h of block l; the other rows of the edit keep their value.
-            let edits: Vec<Edit> = (0..heads)
-                .map(|h| Edit::PatchHead {
-                    layer: l,
-                    head: h,
-                    value: means[l][h].clone(),
-                    positions: Positions::LastPrompt,
-                    multipliers: (0..heads).map(|r| if r == h { 1.0 } else { 0.0 }).collect(),
-                })
-                .collect();
-            let req = ForwardRequest {
-                captures: &[],
-                edits: &edits,
-                logits: LogitsMode::Last,
-            };
-            let logits = model
-                .forward_after(&shared, &rows, &req)?
-                .logits
-                .ok_or_else(|| MethodError::BadInput("the model returned no logits".into()))?;
-            let vocab = logits.shape[1];
-            for (h, effect) in aie[l].iter_mut().enumerate() {
-                *effect += probability(&logits.data[h * vocab..(h + 1) * vocab], answer) - base;
-            }
+        let vocab = logits.shape[1];
+        let p = |copy: usize| probability(&logits.data[copy * vocab..(copy + 1) * vocab], answer);
+        let base = p(0);
+        for (i, effect) in aie.iter_mut().flatten().enumerate() {
+            *effect += p(i + 1) - base;
         }
     }
     let m = prompts.corrupted.len() as f64;

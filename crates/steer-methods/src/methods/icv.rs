@@ -21,7 +21,7 @@
 use steer_model::{Llama, Positions};
 
 use crate::activations::paired_resid_layers;
-use crate::linalg::sym_eigen;
+use crate::linalg::{gram, sym_eigen};
 use crate::steering::{Steering, SteeringKind};
 use crate::{FitConfig, HyperParam, MethodError, MethodInfo, Result, SteeringMethod, TrainingSet};
 
@@ -44,22 +44,12 @@ pub fn icv_direction(diffs: &[Vec<f64>], add_mean: bool) -> Result<Vec<f64>> {
         ));
     }
     let mean: Vec<f64> = (0..width).map(|j| diffs.iter().map(|r| r[j]).sum::<f64>() / n as f64).collect();
-    let centred: Vec<Vec<f64>> = diffs
-        .iter()
-        .map(|r| r.iter().zip(&mean).map(|(x, m)| x - m).collect())
-        .collect();
+    // Centred rows, row-major `n × width`.
+    let centred: Vec<f64> = diffs.iter().flat_map(|r| r.iter().zip(&mean).map(|(x, m)| x - m)).collect();
     // The leading eigenvector of the n × n Gram matrix maps to the leading component.
-    let mut gram = vec![0.0f64; n * n];
-    for i in 0..n {
-        for j in 0..=i {
-            let g: f64 = centred[i].iter().zip(&centred[j]).map(|(a, b)| a * b).sum();
-            gram[i * n + j] = g;
-            gram[j * n + i] = g;
-        }
-    }
-    let w = sym_eigen(&gram, n)?.top();
+    let w = sym_eigen(&gram(&centred, n), n)?.top();
     let mut pc = vec![0.0f64; width];
-    for (row, wi) in centred.iter().zip(&w) {
+    for (row, wi) in centred.chunks(width).zip(&w) {
         for (p, x) in pc.iter_mut().zip(row) {
             *p += wi * x;
         }
