@@ -228,6 +228,14 @@ pub trait SteeringMethod: Send + Sync {
     /// Fits the method and returns the steering it defines.
     fn fit(&self, model: &Llama, data: &TrainingSet, config: &FitConfig) -> Result<Steering>;
 
+    /// Whether a fit at layer `L` gives a steering that acts at block `L` only,
+    /// so that a layer sweep fits one steering per layer. A method whose
+    /// steering spans blocks or lives in the prompt returns false, and a sweep
+    /// fits it once.
+    fn per_layer(&self) -> bool {
+        true
+    }
+
     /// Fits one steering per layer in `layers` (a layer sweep). The default
     /// fits each layer in turn; methods whose work does not depend on the
     /// layer override it to do that work once.

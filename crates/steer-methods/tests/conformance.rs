@@ -114,6 +114,33 @@ fn every_method_conforms() {
         let b = method.fit(&model, &pairs, &config).unwrap();
         assert_eq!(a, b, "{name}: the same seed gave different artefacts");
         assert_eq!(a.method, name);
+        // A per-layer method's steering acts at the layer it was fitted at, and a
+        // layer sweep's fits equal separate ones.
+        assert_eq!(
+            method.per_layer(),
+            a.layers() == vec![1],
+            "{name}: per_layer() disagrees with the layers {:?} of a fit at layer 1",
+            a.layers()
+        );
+        if method.per_layer() {
+            let sweep = method.fit_layers(&model, &pairs, &[0, 1], &config).unwrap();
+            assert_eq!(sweep.len(), 2, "{name}: one steering per layer");
+            assert_eq!(
+                sweep[0],
+                method
+                    .fit(
+                        &model,
+                        &pairs,
+                        &FitConfig {
+                            layer: 0,
+                            ..config.clone()
+                        }
+                    )
+                    .unwrap(),
+                "{name}: layer 0 of a sweep"
+            );
+            assert_eq!(sweep[1], a, "{name}: layer 1 of a sweep");
+        }
         match a.kind {
             SteeringKind::Prompt { .. } => assert_eq!(a.d_model(), 0),
             _ => assert_eq!(a.d_model(), 32),

@@ -516,19 +516,24 @@ pub fn fit_sweep(
     layers: &[usize],
     opts: &EvalOptions,
 ) -> Result<(Vec<Steering>, Vec<Option<usize>>)> {
-    data.cache_activations(model, layers, opts.batch_size)?;
     let config = FitConfig {
         layer: layers[0],
         seed: opts.seed,
         batch_size: opts.batch_size,
         params: opts.params.clone(),
     };
-    let first = method.fit(model, data, &config)?;
-    if first.layers() != vec![layers[0]] {
-        return Ok((vec![first], vec![None]));
+    if !method.per_layer() {
+        return Ok((vec![method.fit(model, data, &config)?], vec![None]));
     }
-    let mut all = method.fit_layers(model, data, &layers[1..], &config)?;
-    all.insert(0, first);
+    data.cache_activations(model, layers, opts.batch_size)?;
+    let all = method.fit_layers(model, data, layers, &config)?;
+    if let Some((s, layer)) = all.iter().zip(layers).find(|(s, l)| s.layers() != vec![**l]) {
+        return Err(SuiteError::BadRequest(format!(
+            "{} was fitted at layer {layer} but acts at layers {:?}; a method whose steering is not at the layer it is fitted at says so with per_layer",
+            method.info().name,
+            s.layers()
+        )));
+    }
     Ok((all, layers.iter().map(|&l| Some(l)).collect()))
 }
 

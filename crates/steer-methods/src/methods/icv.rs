@@ -79,6 +79,11 @@ impl SteeringMethod for Icv {
         }
     }
 
+    /// The vectors act at every block, whatever the layer asked for.
+    fn per_layer(&self) -> bool {
+        false
+    }
+
     fn fit(&self, model: &Llama, data: &TrainingSet, config: &FitConfig) -> Result<Steering> {
         let info = self.info();
         config.check_params(&info)?;

@@ -38,6 +38,11 @@ impl SteeringMethod for Prompting {
         }
     }
 
+    /// The steering is a prompt prefix, at no layer.
+    fn per_layer(&self) -> bool {
+        false
+    }
+
     fn fit(&self, model: &Llama, data: &TrainingSet, config: &FitConfig) -> Result<Steering> {
         let info = self.info();
         config.check_params(&info)?;
