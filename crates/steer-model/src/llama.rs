@@ -560,7 +560,8 @@ impl Llama {
     /// recomputing the prefix. Captures and logits cover the continuation
     /// tokens only (`pads` and `lens` of the output describe them). Positions
     /// of edits count from the start of the prefix; an edit that would touch a
-    /// prefix token is an error, since the prefix is shared and unsteered.
+    /// prefix token of a row it carries at a non-zero multiplier is an error,
+    /// since the prefix is shared and unsteered.
     pub fn forward_after(
         &self,
         prefix: &SharedPrefix,
@@ -705,9 +706,11 @@ impl Llama {
             }
         } else {
             for e in req.edits {
-                if let Some(row) = (0..starts.len())
-                    .find(|&row| (0..starts[row]).any(|pos| e.positions().contains(pos, prompt_lens[row])))
-                {
+                // A row the edit carries at multiplier 0 is left exactly as it is.
+                let carried = |row: usize| e.multipliers().get(row).is_none_or(|&m| m != 0.0);
+                if let Some(row) = (0..starts.len()).find(|&row| {
+                    carried(row) && (0..starts[row]).any(|pos| e.positions().contains(pos, prompt_lens[row]))
+                }) {
                     return Err(ModelError::bad_request(format!(
                         "an edit at layer {} touches the shared prefix of row {row}; prefixes are computed unsteered",
                         e.layer()

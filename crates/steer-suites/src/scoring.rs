@@ -2,7 +2,7 @@
 //! of perplexity and open-ended scoring.
 
 use steer_methods::{Steering, SteeringKind};
-use steer_model::{Edit, ForwardRequest, Llama, LogitsMode, SharedPrefix};
+use steer_model::{Edit, ForwardOutput, ForwardRequest, Llama, LogitsMode, SharedPrefix};
 
 use crate::{Result, SuiteError};
 
@@ -37,6 +37,11 @@ pub fn row_log_likelihoods(
         Some(p) => model.forward_after(p, rows, &req)?,
         None => model.forward(rows, &req)?,
     };
+    summed_log_likelihoods(&out, rows, score_from)
+}
+
+/// Row by row, the summed log-probability of the tokens from `score_from[r]` on.
+fn summed_log_likelihoods(out: &ForwardOutput, rows: &[Vec<u32>], score_from: &[usize]) -> Result<Vec<f64>> {
     let logits = out
         .logits
         .as_ref()
@@ -49,6 +54,66 @@ pub fn row_log_likelihoods(
                 .map(|j| log_prob(logits.row(&[r, out.padded_index(r, j - 1)]), row[j]))
                 .sum()
         })
+        .collect())
+}
+
+/// A prompt scored after a prefix of a [`Llama::shared_prefixes`] pass:
+/// `(prefix index, prompt, its continuations)`.
+pub type PromptAfter<'a> = (usize, &'a [u32], &'a [Vec<u32>]);
+
+/// [`continuations`] of several prompts in one pass: `prompts[k]` is
+/// `(prefix, prompt, its continuations)`, where prefix `prefix` of `shared`
+/// ([`Llama::shared_prefixes`]) holds the prompt without its last token.
+/// The steering must leave every prompt alone before its last token; it acts
+/// on each prompt's rows anchored at that prompt's own end. Returns the
+/// summed log-likelihoods per prompt, per continuation.
+pub fn continuations_after_each(
+    model: &Llama,
+    shared: &SharedPrefix,
+    prompts: &[PromptAfter],
+    steering: Option<(&Steering, f32)>,
+) -> Result<Vec<Vec<f64>>> {
+    let steering = steering.filter(|(_, m)| *m != 0.0);
+    let mut rows = Vec::new();
+    let mut which = Vec::new();
+    for &(prefix, prompt, continuations) in prompts {
+        let Some(&last) = prompt.last() else {
+            return Err(SuiteError::BadRequest("a scored continuation needs a prompt".into()));
+        };
+        if continuations.iter().any(|c| c.is_empty()) {
+            return Err(SuiteError::BadRequest("a scored continuation is empty".into()));
+        }
+        if steering.is_some_and(|(s, _)| touches_before_last(s, prompt.len())) {
+            return Err(SuiteError::BadRequest(
+                "a steering that changes a prompt before its last token cannot share its prefix".into(),
+            ));
+        }
+        rows.extend(continuations.iter().map(|c| [&[last], c.as_slice()].concat()));
+        which.extend(std::iter::repeat_n(prefix, continuations.len()));
+    }
+    // Each prompt's edits carry its multiplier on its own rows and 0 on the others.
+    let mut edits = Vec::new();
+    if let Some((s, m)) = steering {
+        let mut first = 0;
+        for &(_, prompt, continuations) in prompts {
+            let own = first..first + continuations.len();
+            let per_row: Vec<f32> = (0..rows.len())
+                .map(|r| if own.contains(&r) { m } else { 0.0 })
+                .collect();
+            edits.extend(anchored(s, prompt.len()).edits_per_row(&per_row));
+            first = own.end;
+        }
+    }
+    let req = ForwardRequest {
+        captures: &[],
+        edits: &edits,
+        logits: LogitsMode::All,
+    };
+    let out = model.forward_after_each(shared, &which, &rows, &req)?;
+    let mut all = summed_log_likelihoods(&out, &rows, &vec![1; rows.len()])?.into_iter();
+    Ok(prompts
+        .iter()
+        .map(|(_, _, continuations)| all.by_ref().take(continuations.len()).collect())
         .collect())
 }
 
@@ -371,6 +436,77 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn several_prompts_in_one_pass_score_what_each_scores_alone() {
+        let model = tiny_model(Architecture::Llama, 6);
+        let v: Vec<f32> = (0..32).map(|i| (i as f32 * 0.45).sin()).collect();
+        let d = 32;
+        let matrix: Vec<f32> = (0..d * d)
+            .map(|k| if k % (d + 1) == 0 { 0.5 } else { 0.01 * (k as f32).cos() })
+            .collect();
+        let steerings = [
+            steering(
+                SteeringKind::Additive {
+                    vectors: vec![(1, v.clone())],
+                },
+                Positions::PromptEndOnward,
+            ),
+            steering(
+                SteeringKind::NormPreserving {
+                    vectors: vec![(2, v.clone())],
+                },
+                Positions::LastPrompt,
+            ),
+            steering(
+                SteeringKind::Affine {
+                    layer: 0,
+                    matrix,
+                    bias: v.clone(),
+                },
+                Positions::PromptEndOnward,
+            ),
+            steering(SteeringKind::Additive { vectors: vec![(0, v)] }, Positions::Generated),
+        ];
+        // Questions of different lengths, with different numbers and lengths of choices.
+        let prompts: Vec<(Vec<u32>, Vec<Vec<u32>>)> = vec![
+            (vec![3, 1, 4, 1, 5, 9, 2], vec![vec![4, 8], vec![15], vec![16, 23, 42]]),
+            (vec![9, 30], vec![vec![7, 7, 7, 7], vec![12]]),
+            (vec![2, 7, 18, 28], vec![vec![40], vec![41], vec![42, 43], vec![44]]),
+        ];
+        let questions: Vec<Vec<u32>> = prompts.iter().map(|(p, _)| p[..p.len() - 1].to_vec()).collect();
+        let shared = model.shared_prefixes(&questions).unwrap();
+        let batch: Vec<PromptAfter> = prompts
+            .iter()
+            .enumerate()
+            .map(|(k, (p, c))| (k, p.as_slice(), c.as_slice()))
+            .collect();
+        let configs: Vec<Option<(&Steering, f32)>> = std::iter::once(None)
+            .chain(steerings.iter().flat_map(|s| [Some((s, 1.5f32)), Some((s, -2.0f32))]))
+            .collect();
+        for config in configs {
+            let got = continuations_after_each(&model, &shared, &batch, config).unwrap();
+            for (k, (prompt, choices)) in prompts.iter().enumerate() {
+                let alone = continuations(&model, prompt, None, choices, config).unwrap();
+                assert_eq!(got[k].len(), choices.len());
+                for (a, b) in got[k].iter().zip(&alone) {
+                    assert!(
+                        (a - b).abs() < 1e-4,
+                        "prompt {k} under {:?}: {a} in one pass, {b} alone",
+                        config.map(|c| c.1)
+                    );
+                }
+            }
+        }
+        // A steering that changes the questions cannot share their prefixes.
+        let everywhere = steering(
+            SteeringKind::Additive {
+                vectors: vec![(1, vec![1.0; 32])],
+            },
+            Positions::All,
+        );
+        assert!(continuations_after_each(&model, &shared, &batch, Some((&everywhere, 1.0))).is_err());
     }
 
     #[test]

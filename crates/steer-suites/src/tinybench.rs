@@ -293,30 +293,92 @@ fn by_likelihood(
 /// An item's prompt tokens, the tokens of each choice, and the right choice.
 type EncodedItem = (Vec<u32>, Vec<Vec<u32>>, usize);
 
+/// Most items whose choices are scored in one pass (their questions in one pass before).
+const ITEMS_PER_PASS: usize = 8;
+
+/// Most padded choice slots (rows × longest row) in one pass: every slot's
+/// logits are kept, about 200 kB each for the default model.
+const SLOTS_PER_PASS: usize = 512;
+
 /// Per config, 1 for every item whose answer has the highest summed
-/// log-likelihood under that config, else 0.
+/// log-likelihood under that config, else 0. Items run in groups (in order
+/// of question length, at most `ITEMS_PER_PASS` items and `SLOTS_PER_PASS`
+/// choice slots): the questions but their last token in
+/// one unsteered pass, then, per configuration that leaves them alone, every
+/// choice of every item in one pass; other items and configurations are
+/// scored item by item.
 fn likelihood_hits(
     model: &Llama,
     items: &[EncodedItem],
     configs: &[Option<(&Steering, f32)>],
 ) -> Result<Vec<Vec<f32>>> {
-    let mut hits = vec![Vec::with_capacity(items.len()); configs.len()];
+    let mut hits = vec![vec![0.0f32; items.len()]; configs.len()];
+    let mut record = |c: usize, i: usize, ll: &[f64]| {
+        let best = (0..ll.len()).fold(0, |b, k| if ll[k] > ll[b] { k } else { b });
+        hits[c][i] = if best == items[i].2 { 1.0 } else { 0.0 };
+    };
+    // Whether a configuration leaves a question alone before its last token.
+    let plain = |c: &Option<(&Steering, f32)>, prompt: &[u32]| {
+        prompt.len() > 1 && !c.is_some_and(|(s, m)| m != 0.0 && crate::scoring::touches_before_last(s, prompt.len()))
+    };
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| items[i].0.len());
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let (mut rows, mut longest) = (0, 0);
+    for &i in &order {
+        let (n, len) = (items[i].1.len(), 1 + items[i].1.iter().map(Vec::len).max().unwrap_or(0));
+        match groups.last_mut() {
+            Some(g) if g.len() < ITEMS_PER_PASS && (rows + n) * longest.max(len) <= SLOTS_PER_PASS => {
+                g.push(i);
+                rows += n;
+                longest = longest.max(len);
+            }
+            _ => {
+                groups.push(vec![i]);
+                (rows, longest) = (n, len);
+            }
+        }
+    }
     let mut prefixes = crate::scoring::PrefixCache::default();
-    for (prompt, choices, answer) in items {
-        // The unsteered pass over the question serves only configurations that leave it alone.
-        let plain = |c: &Option<(&Steering, f32)>| {
-            !c.is_some_and(|(s, m)| m != 0.0 && crate::scoring::touches_before_last(s, prompt.len()))
-        };
-        let shared = if prompt.len() > 1 && configs.iter().any(plain) {
-            Some(model.shared_prefix(&prompt[..prompt.len() - 1])?)
-        } else {
+    for chunk in &groups {
+        let shared_items: Vec<usize> = chunk
+            .iter()
+            .copied()
+            .filter(|&i| configs.iter().any(|c| plain(c, &items[i].0)))
+            .collect();
+        let shared = if shared_items.is_empty() {
             None
+        } else {
+            let questions: Vec<Vec<u32>> = shared_items
+                .iter()
+                .map(|&i| items[i].0[..items[i].0.len() - 1].to_vec())
+                .collect();
+            Some(model.shared_prefixes(&questions)?)
         };
         for (c, config) in configs.iter().enumerate() {
-            let ll =
-                crate::scoring::continuations_cached(model, prompt, shared.as_ref(), choices, *config, &mut prefixes)?;
-            let best = (0..ll.len()).fold(0, |b, k| if ll[k] > ll[b] { k } else { b });
-            hits[c].push(if best == *answer { 1.0 } else { 0.0 });
+            let together: Vec<(usize, usize)> = shared_items
+                .iter()
+                .enumerate()
+                .filter(|&(_, &i)| plain(config, &items[i].0))
+                .map(|(k, &i)| (k, i))
+                .collect();
+            if let Some(shared) = &shared
+                && !together.is_empty()
+            {
+                let prompts: Vec<crate::scoring::PromptAfter> = together
+                    .iter()
+                    .map(|&(k, i)| (k, items[i].0.as_slice(), items[i].1.as_slice()))
+                    .collect();
+                let lls = crate::scoring::continuations_after_each(model, shared, &prompts, *config)?;
+                for (&(_, i), ll) in together.iter().zip(&lls) {
+                    record(c, i, ll);
+                }
+            }
+            for &i in chunk.iter().filter(|&&i| !together.iter().any(|&(_, j)| j == i)) {
+                let (prompt, choices, _) = &items[i];
+                let ll = crate::scoring::continuations_cached(model, prompt, None, choices, *config, &mut prefixes)?;
+                record(c, i, &ll);
+            }
         }
     }
     Ok(hits)
