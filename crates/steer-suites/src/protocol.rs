@@ -1064,13 +1064,17 @@ pub(crate) fn damage(
     };
     phases.enter(Phase::Damage(task.id()));
     let windows = crate::perplexity::windows(task, subject.tokenizer)?;
-    let plain = || crate::perplexity::perplexity(subject.model, &windows, None, 2);
+    // One window per pass: a window's logits (512 positions × the vocabulary)
+    // are about 100 MB for the default model.
+    const WINDOWS_PER_PASS: usize = 1;
+    let plain = || crate::perplexity::perplexity(subject.model, &windows, None, WINDOWS_PER_PASS);
     let (plain, n) = match subject.unsteered {
         Some(kept) => kept.perplexity(task, plain)?,
         None => plain()?,
     };
-    let steered = crate::perplexity::perplexity(subject.model, &windows, Some((chosen, multiplier)), 2)?.0;
-    let rand = crate::perplexity::perplexity(subject.model, &windows, Some((random, multiplier)), 2)?.0;
+    let steered =
+        crate::perplexity::perplexity(subject.model, &windows, Some((chosen, multiplier)), WINDOWS_PER_PASS)?.0;
+    let rand = crate::perplexity::perplexity(subject.model, &windows, Some((random, multiplier)), WINDOWS_PER_PASS)?.0;
     Ok(Some(([plain, steered, rand], n)))
 }
 
