@@ -107,9 +107,7 @@ fn product(a: &[f64], b: &[f64], m: usize, k: usize, n: usize, b_transposed: boo
 /// `A x` for an `n × n` matrix.
 pub fn matvec(a: &[f64], x: &[f64]) -> Vec<f64> {
     let n = x.len();
-    (0..n)
-        .map(|i| a[i * n..(i + 1) * n].iter().zip(x).map(|(p, q)| p * q).sum())
-        .collect()
+    a.chunks(n.max(1)).map(|row| dot(row, x)).collect()
 }
 
 /// Eigenvalues and eigenvectors of a symmetric matrix.
@@ -179,7 +177,7 @@ pub fn sym_eigen(a: &[f64], n: usize) -> Result<SymEigen> {
     rows.par_chunks_mut(n.max(1)).for_each(|row| {
         for r in reflectors.iter().rev() {
             let tail = &mut row[r.start..];
-            let t = r.beta * r.v.iter().zip(tail.iter()).map(|(v, x)| v * x).sum::<f64>();
+            let t = r.beta * dot(&r.v, tail);
             for (x, v) in tail.iter_mut().zip(&r.v) {
                 *x -= t * v;
             }
@@ -212,7 +210,7 @@ fn tridiagonalise(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>, Vec<Reflector
         let m = n - start;
         // Row k right of the diagonal equals column k below it.
         let x = &a[k * n + start..(k + 1) * n];
-        let norm = x.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let norm = dot(x, x).sqrt();
         if norm == 0.0 {
             continue;
         }
@@ -220,7 +218,7 @@ fn tridiagonalise(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>, Vec<Reflector
         let alpha = if x[0] > 0.0 { -norm } else { norm };
         let mut v = x.to_vec();
         v[0] -= alpha;
-        let beta = 2.0 / v.iter().map(|t| t * t).sum::<f64>();
+        let beta = 2.0 / dot(&v, &v);
         off[k] = alpha;
         // The trailing block B becomes H B H = B − v wᵀ − w vᵀ, with
         // p = β B v and w = p − (β/2)(vᵀp) v.
@@ -258,6 +256,7 @@ fn tridiagonalise(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>, Vec<Reflector
     (diag, off, reflectors)
 }
 
+/// The dot product of two vectors (of the shorter one's length).
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }

@@ -77,18 +77,12 @@ pub fn continuations_after_each(
     let mut rows = Vec::new();
     let mut which = Vec::new();
     for &(prefix, prompt, continuations) in prompts {
-        let Some(&last) = prompt.last() else {
-            return Err(SuiteError::BadRequest("a scored continuation needs a prompt".into()));
-        };
-        if continuations.iter().any(|c| c.is_empty()) {
-            return Err(SuiteError::BadRequest("a scored continuation is empty".into()));
-        }
+        rows.extend(rows_after_last(prompt, continuations)?);
         if steering.is_some_and(|(s, _)| touches_before_last(s, prompt.len())) {
             return Err(SuiteError::BadRequest(
                 "a steering that changes a prompt before its last token cannot share its prefix".into(),
             ));
         }
-        rows.extend(continuations.iter().map(|c| [&[last], c.as_slice()].concat()));
         which.extend(std::iter::repeat_n(prefix, continuations.len()));
     }
     // Each prompt's edits carry its multiplier on its own rows and 0 on the others.
@@ -243,6 +237,18 @@ pub fn continuations(
     )
 }
 
+/// The rows scored after a prompt but its last token: that token followed by
+/// each continuation. A prompt and every continuation need a token.
+fn rows_after_last(prompt: &[u32], continuations: &[Vec<u32>]) -> Result<Vec<Vec<u32>>> {
+    let Some(&last) = prompt.last() else {
+        return Err(SuiteError::BadRequest("a scored continuation needs a prompt".into()));
+    };
+    if continuations.iter().any(|c| c.is_empty()) {
+        return Err(SuiteError::BadRequest("a scored continuation is empty".into()));
+    }
+    Ok(continuations.iter().map(|c| [&[last], c.as_slice()].concat()).collect())
+}
+
 /// [`continuations`], with a prompt steering's prefix taken from `prefixes`
 /// (and kept there for the next prompt).
 pub fn continuations_cached(
@@ -253,25 +259,19 @@ pub fn continuations_cached(
     steering: Option<(&Steering, f32)>,
     prefixes: &mut PrefixCache,
 ) -> Result<Vec<f64>> {
-    let Some((&last, rest)) = prompt.split_last() else {
-        return Err(SuiteError::BadRequest("a scored continuation needs a prompt".into()));
-    };
-    if continuations.iter().any(|c| c.is_empty()) {
-        return Err(SuiteError::BadRequest("a scored continuation is empty".into()));
-    }
+    let after_last = rows_after_last(prompt, continuations)?;
+    let rest = &prompt[..prompt.len() - 1];
     let p = prompt.len();
     let steering = steering.filter(|(_, m)| *m != 0.0);
-    let rows_of_one = || -> Vec<Vec<u32>> { continuations.iter().map(|c| [&[last], c.as_slice()].concat()).collect() };
     let from = vec![1; continuations.len()];
     if !steering.is_some_and(|(s, _)| touches_before_last(s, p)) {
         let edits = steering.map_or_else(Vec::new, |(s, m)| anchored(s, p).edits(m));
-        let rows = rows_of_one();
         return match shared {
-            Some(prefix) => row_log_likelihoods(model, Some(prefix), &rows, &from, &edits),
-            None if p == 1 => row_log_likelihoods(model, None, &rows, &from, &edits),
+            Some(prefix) => row_log_likelihoods(model, Some(prefix), &after_last, &from, &edits),
+            None if p == 1 => row_log_likelihoods(model, None, &after_last, &from, &edits),
             None => {
                 let prefix = model.shared_prefix(rest)?;
-                row_log_likelihoods(model, Some(&prefix), &rows, &from, &edits)
+                row_log_likelihoods(model, Some(&prefix), &after_last, &from, &edits)
             }
         };
     }
@@ -281,12 +281,11 @@ pub fn continuations_cached(
     if demos.is_empty() {
         // Steered before its last token, the prompt is still the same for every continuation:
         // computed once, under the steering.
-        let rows = rows_of_one();
         return if rest.is_empty() {
-            row_log_likelihoods(model, None, &rows, &from, &edits)
+            row_log_likelihoods(model, None, &after_last, &from, &edits)
         } else {
             let prefix = model.shared_prefix_with(rest, &edits)?;
-            row_log_likelihoods(model, Some(&prefix), &rows, &from, &edits)
+            row_log_likelihoods(model, Some(&prefix), &after_last, &from, &edits)
         };
     }
     if edits.is_empty() {
@@ -299,7 +298,7 @@ pub fn continuations_cached(
             extended = model.extend_prefix(base, rest)?;
             &extended
         };
-        return row_log_likelihoods(model, Some(after), &rows_of_one(), &from, &[]);
+        return row_log_likelihoods(model, Some(after), &after_last, &from, &[]);
     }
     let rows: Vec<Vec<u32>> = continuations
         .iter()
