@@ -28,7 +28,10 @@ pub const ROW_COLUMNS: [&str; 17] = [
 ];
 
 /// Columns of a per-item file, in order.
-pub const ITEM_COLUMNS: [&str; 4] = ["item", "variant", "multiplier", "value"];
+pub const ITEM_COLUMNS: [&str; 5] = ["item", "variant", "metric", "multiplier", "value"];
+
+/// Columns of a per-item file written by protocol 1 (slopes only).
+pub const ITEM_COLUMNS_V1: [&str; 4] = ["item", "variant", "multiplier", "value"];
 
 /// One result row as the runner writes it (empty cells stand for `None`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -72,14 +75,25 @@ pub struct Row {
 /// One per-item value: a test value at a multiplier, or a per-item slope.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ItemValue {
-    /// Item identifier within the task.
-    pub item: String,
-    /// Variant, with `steered_slope` and `random_slope` for steerability slopes.
+    /// Item index within the task's test split.
+    pub item: u64,
+    /// `unsteered`, `steered`, `random`, `unconstrained` or a task-specific variant.
     pub variant: String,
+    /// Metric name (`slope` for per-item steerability).
+    pub metric: String,
     /// Multiplier (empty for slopes).
     pub multiplier: Option<f64>,
     /// The value.
     pub value: f64,
+}
+
+/// A per-item line of a protocol-1 file.
+#[derive(Deserialize)]
+struct ItemValueV1 {
+    item: u64,
+    variant: String,
+    multiplier: Option<f64>,
+    value: f64,
 }
 
 /// One evaluation of one method on one task: a result file and its optional per-item file.
@@ -94,12 +108,45 @@ pub struct Run {
 }
 
 impl Run {
-    /// The per-item values, read on demand (empty when the run has no per-item file).
+    /// The per-item values, read on demand (empty when the run has no per-item
+    /// file). A protocol-1 file (slopes only, variants `steered_slope` and
+    /// `random_slope`) reads as metric `slope` of variants `steered` and
+    /// `random`. A file that does not end with a newline is taken as
+    /// truncated and is an error naming its last line.
     pub fn items(&self) -> Result<Vec<ItemValue>> {
-        match &self.items_path {
-            Some(path) => read_csv(path, &ITEM_COLUMNS),
-            None => Ok(Vec::new()),
+        let Some(path) = &self.items_path else {
+            return Ok(Vec::new());
+        };
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+            let line = bytes.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+            return Err(Error::input(
+                path,
+                Some(line),
+                "the line does not end with a newline: the file is truncated".into(),
+            ));
         }
+        let header = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+        if header == ITEM_COLUMNS_V1.join(",").as_bytes() {
+            let old: Vec<ItemValueV1> = read_csv(path, &ITEM_COLUMNS_V1)?;
+            return Ok(old
+                .into_iter()
+                .map(|v| {
+                    let (variant, metric) = match v.variant.strip_suffix("_slope") {
+                        Some(variant) => (variant.to_string(), "slope".to_string()),
+                        None => (v.variant, String::new()),
+                    };
+                    ItemValue {
+                        item: v.item,
+                        variant,
+                        metric,
+                        multiplier: v.multiplier,
+                        value: v.value,
+                    }
+                })
+                .collect());
+        }
+        read_csv(path, &ITEM_COLUMNS)
     }
 }
 

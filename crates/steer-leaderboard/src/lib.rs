@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod input;
+pub mod paired;
 mod plots;
 mod render;
 pub mod table;

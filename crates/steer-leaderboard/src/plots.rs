@@ -250,11 +250,11 @@ fn steerability(name: &str, suite: &str, task: &str, members: &[Member]) -> Resu
         let slopes = |variant: &str| -> Vec<f64> {
             items
                 .iter()
-                .filter(|v| v.variant == variant && v.value.is_finite())
+                .filter(|v| v.variant == variant && v.metric == "slope" && v.value.is_finite())
                 .map(|v| v.value)
                 .collect()
         };
-        let (steered, random) = (slopes("steered_slope"), slopes("random_slope"));
+        let (steered, random) = (slopes("steered"), slopes("random"));
         if !steered.is_empty() || !random.is_empty() {
             panels.push((label(model, method, one_model), steered, random));
         }
@@ -343,8 +343,13 @@ fn pareto(name: &str, tables: &Tables) -> Result<Option<String>> {
     methods.dedup();
     let mut points = Vec::new();
     for row in &board.rows {
+        // Perplexity ratios span many orders of magnitude: the x axis is their logarithm.
         let (Some(x), Some(y)) = (
-            board.cell(row, "delta_perplexity").number(),
+            board
+                .cell(row, "perplexity_ratio")
+                .number()
+                .filter(|r| *r > 0.0)
+                .map(f64::log10),
             board.cell(row, "effect_vs_random").number(),
         ) else {
             continue;
@@ -381,7 +386,7 @@ fn pareto(name: &str, tables: &Tables) -> Result<Option<String>> {
             .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?;
         chart
             .configure_mesh()
-            .x_desc("delta perplexity (steered − unsteered)")
+            .x_desc("log10 perplexity ratio (steered / unsteered)")
             .y_desc("effect vs random")
             .light_line_style(GRID)
             .bold_line_style(GRID)

@@ -16,21 +16,24 @@ pub fn csv(board: &Board) -> Vec<u8> {
 }
 
 /// Columns of the Markdown tables: heading and leaderboard column.
-const MD_COLUMNS: [(&str, &str); 14] = [
+const MD_COLUMNS: [(&str, &str); 17] = [
     ("model", "model"),
     ("method", "method"),
     ("task", "task"),
     ("metric", "metric"),
+    ("verdict", "verdict"),
     ("layer", "chosen_layer"),
     ("multiplier", "chosen_multiplier"),
+    ("strength", "relative_strength"),
     ("unsteered", "unsteered"),
-    ("steered [95 % CI]", "steered"),
-    ("effect", "effect"),
+    ("effect [paired 95 % CI]", "effect"),
+    ("p (Holm)", "p_holm"),
     ("vs random", "effect_vs_random"),
     ("vs prompting", "effect_vs_prompting"),
-    ("steerability", "steerability"),
-    ("anti-steerable", "anti_steerable_fraction"),
-    ("Δ perplexity", "delta_perplexity"),
+    ("anti-steerable (random)", "anti_steerable_fraction"),
+    ("letter bias (Δ)", "letter_bias"),
+    ("unconstrained effect", "unconstrained_effect"),
+    ("perplexity ×", "perplexity_ratio"),
 ];
 
 fn escape(s: &str) -> String {
@@ -80,6 +83,28 @@ pub fn markdown(board: &Board) -> String {
                             format!("{} [{}, {}]", fixed(*v, 3), fixed(*lo, 3), fixed(*hi, 3))
                         }
                         (c, _, _) => number(c),
+                    },
+                    "effect" => match (
+                        cell,
+                        board.cell(row, "effect_ci_low"),
+                        board.cell(row, "effect_ci_high"),
+                    ) {
+                        (Cell::Num(v), Cell::Num(lo), Cell::Num(hi)) => {
+                            format!("{} [{}, {}]", fixed(*v, 3), fixed(*lo, 3), fixed(*hi, 3))
+                        }
+                        (c, _, _) => number(c),
+                    },
+                    "anti_steerable_fraction" => match (cell, board.cell(row, "random_anti_steerable_fraction")) {
+                        (Cell::Num(a), Cell::Num(r)) => format!("{} ({})", fixed(*a, 2), fixed(*r, 2)),
+                        (c, _) => number(c),
+                    },
+                    "letter_bias" => match (cell, board.cell(row, "delta_letter_bias")) {
+                        (Cell::Num(b), Cell::Num(d)) => format!("{} ({:+.3})", fixed(*b, 3), d),
+                        (c, _) => number(c),
+                    },
+                    "p_holm" => match cell {
+                        Cell::Num(p) if *p < 0.001 => "<0.001".to_string(),
+                        c => number(c),
                     },
                     _ => number(cell),
                 };

@@ -15,31 +15,48 @@ pub const SIDE_SUITES: [&str; 3] = ["perplexity", "tinybench", "open_ended"];
 pub const PROMPTING: &str = "prompting";
 
 /// Leading columns of the leaderboard, before the per-task capability columns.
-pub const HEAD_COLUMNS: [&str; 20] = [
+pub const HEAD_COLUMNS: [&str; 37] = [
     "model",
     "method",
     "suite",
     "task",
     "metric",
+    "verdict",
     "chosen_layer",
     "chosen_multiplier",
+    "relative_strength",
+    "raw_multiplier",
+    "fluency_constrained",
     "unsteered",
     "steered",
     "steered_ci_low",
     "steered_ci_high",
     "effect",
+    "effect_ci_low",
+    "effect_ci_high",
+    "p_unsteered",
+    "p_holm",
     "random_effect",
     "effect_vs_random",
+    "p_random",
     "effect_vs_prompting",
+    "p_prompting",
     "anti_steerable_fraction",
+    "random_anti_steerable_fraction",
     "steerability",
+    "letter_bias",
+    "delta_letter_bias",
+    "unconstrained_layer",
+    "unconstrained_multiplier",
+    "unconstrained_effect",
     "mcq_minus_open_effect",
     "delta_perplexity",
+    "perplexity_ratio",
     "delta_tinybench_accuracy",
 ];
 
 /// Trailing columns of the leaderboard, after the per-task capability columns.
-pub const TAIL_COLUMNS: [&str; 3] = ["n_test", "seed", "task_version"];
+pub const TAIL_COLUMNS: [&str; 4] = ["n_test", "seed", "task_version", "protocol"];
 
 /// A leaderboard key: model, method, suite and task.
 pub type RunKey = (String, String, String, String);
@@ -358,10 +375,61 @@ fn difference(df: &DataFrame, a: &str, b: &str, name: &str) -> Result<Column> {
     Ok((x - y).with_name(name.into()).into_column())
 }
 
+/// The protocol-2 columns of every run ([`crate::paired`]) as a frame keyed by `file`.
+fn paired_frame(runs: &[Run]) -> Result<DataFrame> {
+    let stats = crate::paired::compute(runs)?;
+    let f =
+        |get: &dyn Fn(&crate::paired::RunStats) -> Option<f64>| -> Vec<Option<f64>> { stats.iter().map(get).collect() };
+    let columns = vec![
+        Column::new("file".into(), (0..runs.len() as u32).collect::<Vec<u32>>()),
+        Column::new(
+            "verdict".into(),
+            stats.iter().map(|s| s.verdict.clone()).collect::<Vec<String>>(),
+        ),
+        Column::new(
+            "protocol".into(),
+            stats.iter().map(|s| s.protocol).collect::<Vec<u64>>(),
+        ),
+        Column::new("relative_strength".into(), f(&|s| s.relative_strength)),
+        Column::new("raw_multiplier".into(), f(&|s| s.raw_multiplier)),
+        Column::new(
+            "fluency_constrained".into(),
+            stats
+                .iter()
+                .map(|s| s.fluency_constrained.map(u64::from))
+                .collect::<Vec<Option<u64>>>(),
+        ),
+        Column::new("effect_ci_low".into(), f(&|s| s.vs_unsteered.map(|p| p.effect.low))),
+        Column::new("effect_ci_high".into(), f(&|s| s.vs_unsteered.map(|p| p.effect.high))),
+        Column::new("p_unsteered".into(), f(&|s| s.vs_unsteered.map(|p| p.p))),
+        Column::new("p_holm".into(), f(&|s| s.p_holm)),
+        Column::new("p_random".into(), f(&|s| s.vs_random.map(|p| p.p))),
+        Column::new("p_prompting".into(), f(&|s| s.vs_prompting.map(|p| p.p))),
+        Column::new("random_anti_steerable_fraction".into(), f(&|s| s.random_anti_steerable)),
+        Column::new("letter_bias".into(), f(&|s| s.letter_bias)),
+        Column::new("delta_letter_bias".into(), f(&|s| s.delta_letter_bias)),
+        Column::new(
+            "unconstrained_layer".into(),
+            stats
+                .iter()
+                .map(|s| s.unconstrained_layer)
+                .collect::<Vec<Option<u64>>>(),
+        ),
+        Column::new("unconstrained_multiplier".into(), f(&|s| s.unconstrained_multiplier)),
+        Column::new(
+            "unconstrained_effect".into(),
+            f(&|s| s.unconstrained.map(|p| p.effect.mean)),
+        ),
+        Column::new("perplexity_ratio".into(), f(&|s| s.perplexity_ratio)),
+    ];
+    Ok(DataFrame::new(runs.len(), columns)?)
+}
+
 /// Aggregates `runs` into the leaderboard and the dose curves.
 pub fn aggregate(runs: &[Run]) -> Result<Tables> {
     let run_of = keys(runs)?;
     let long = long_frame(runs)?;
+    let paired = paired_frame(runs)?;
 
     // The chosen configuration names each run's task.
     let mut choice = pick(&long, &[("variant", "choice"), ("metric", "chosen")])?.select([
@@ -494,6 +562,7 @@ pub fn aggregate(runs: &[Run]) -> Result<Tables> {
         &open,
         &perplexity,
         &tiny_mean,
+        &paired,
     ] {
         board = join(&board, part, &["file"], JoinType::Left)?;
     }
@@ -546,7 +615,7 @@ fn to_board(df: &DataFrame) -> Result<Board> {
                 .iter()
                 .map(|s| s.map_or(Cell::Empty, |s| Cell::Text(s.to_string())))
                 .collect(),
-            DataType::Float64 if name == "chosen_multiplier" => column
+            DataType::Float64 if name == "chosen_multiplier" || name == "unconstrained_multiplier" => column
                 .f64()?
                 .iter()
                 .map(|x| x.map_or(Cell::Empty, Cell::Multiplier))

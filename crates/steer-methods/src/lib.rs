@@ -46,6 +46,13 @@ pub enum MethodError {
     },
 }
 
+/// The strength grid of every additive method, in fractions of the mean
+/// residual-stream norm at the steered layer: the evaluation protocol
+/// rescales an additive vector so that multiplier 1 adds a vector that long
+/// (steer-suites' `strength` module), which makes strengths comparable across
+/// methods, layers and models.
+pub const RELATIVE_GRID: &[f32] = &[-1.0, -0.5, -0.25, -0.125, 0.0, 0.125, 0.25, 0.5, 1.0];
+
 /// Shorthand for results of this crate.
 pub type Result<T, E = MethodError> = std::result::Result<T, E>;
 
@@ -73,6 +80,7 @@ pub struct MethodInfo {
     pub hyperparameters: &'static [HyperParam],
     /// Default multiplier grid of a sweep: symmetric around 0, containing 0,
     /// scaled to what the method's artefact means at multiplier 1.
+    /// Additive methods use [`RELATIVE_GRID`].
     pub multipliers: &'static [f32],
 }
 

@@ -126,6 +126,115 @@ pub fn read_items(path: &Path) -> Result<Vec<AbItem>> {
         .collect()
 }
 
+/// The item with its two answers' texts exchanged: the matching answer's
+/// text moves under the other letter and back, so the same question is asked
+/// in the other answer order. A choice is the line starting with `(X)` (after
+/// spaces) and the lines after it, up to the next choice or, for the last
+/// choice, the first blank line (text after it, such as `Answer:`, stays in
+/// place). `None` when the two letters do not each start exactly one line.
+pub fn swapped(item: &AbItem) -> Option<AbItem> {
+    let lines: Vec<&str> = item.question.split('\n').collect();
+    let is_choice = |l: &str| {
+        let t = l.trim_start().as_bytes();
+        t.len() >= 3 && t[0] == b'(' && t[1].is_ascii_uppercase() && t[2] == b')'
+    };
+    let starts: Vec<usize> = (0..lines.len()).filter(|&i| is_choice(lines[i])).collect();
+    let find = |c: char| -> Option<usize> {
+        let tag = format!("({c})");
+        let found: Vec<usize> = starts
+            .iter()
+            .copied()
+            .filter(|&i| lines[i].trim_start().starts_with(&tag))
+            .collect();
+        match found.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
+    };
+    let (m, n) = (find(item.matching)?, find(item.not_matching)?);
+    // The end (exclusive) of the choice starting at line `at`.
+    let end = |at: usize| -> usize {
+        match starts.iter().find(|&&s| s > at) {
+            Some(&next) => next,
+            None => (at + 1..lines.len())
+                .find(|&i| lines[i].trim().is_empty())
+                .unwrap_or(lines.len()),
+        }
+    };
+    // A choice's tag (leading spaces and `(X)`) and its text after the tag.
+    let split = |at: usize| -> (String, String) {
+        let first = lines[at];
+        let tag_end = first.len() - first.trim_start().len() + 3;
+        let text = std::iter::once(&first[tag_end..])
+            .chain(lines[at + 1..end(at)].iter().copied())
+            .collect::<Vec<_>>()
+            .join("\n");
+        (first[..tag_end].to_string(), text)
+    };
+    let ((tag_m, text_m), (tag_n, text_n)) = (split(m), split(n));
+    let (first, second) = if m < n { (m, n) } else { (n, m) };
+    let block = |at: usize| -> String {
+        if at == m {
+            format!("{tag_m}{text_n}")
+        } else {
+            format!("{tag_n}{text_m}")
+        }
+    };
+    let mut out: Vec<String> = lines[..first].iter().map(|l| l.to_string()).collect();
+    out.push(block(first));
+    out.extend(lines[end(first)..second].iter().map(|l| l.to_string()));
+    out.push(block(second));
+    out.extend(lines[end(second)..].iter().map(|l| l.to_string()));
+    Some(AbItem {
+        question: out.join("\n"),
+        matching: item.not_matching,
+        not_matching: item.matching,
+    })
+}
+
+/// The items in both answer orders: `items` as given, then each with its two
+/// answers exchanged ([`swapped`]), so item `i` and item `i + items.len()`
+/// are one question. An item whose answers cannot be exchanged is an error.
+pub fn both_orders(items: &[AbItem]) -> Result<Vec<AbItem>> {
+    let mut out = items.to_vec();
+    for (i, item) in items.iter().enumerate() {
+        out.push(swapped(item).ok_or_else(|| {
+            SuiteError::BadRequest(format!(
+                "item {i}: the choices ({}) and ({}) are not each one line of the question, so its answer order cannot be exchanged",
+                item.matching, item.not_matching
+            ))
+        })?);
+    }
+    Ok(out)
+}
+
+/// Order-controlled values of margins scored on [`both_orders`] prompts
+/// (`margins[i]` in the given order, `margins[i + n]` exchanged), for `n` items:
+/// `(propensity, letter_bias)` per item. The propensity is the mean of the
+/// two orders' `logit(matching) − logit(other)`; the letter bias is the mean
+/// of the two orders' `logit(A) − logit(B)` (for items whose answers are A
+/// and B; otherwise the first letter of the given order against the second),
+/// which the behaviour cannot explain since each letter carries each answer once.
+pub fn order_controlled(items: &[AbItem], margins: &[f32]) -> Vec<(f64, f64)> {
+    let n = items.len();
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| {
+            let (given, exchanged) = (margins[i] as f64, margins[i + n] as f64);
+            // In the given order `matching` wins by `given`; exchanged, the other letter
+            // carries the matching text and wins by `exchanged`.
+            let first_is_matching = it.matching < it.not_matching;
+            let bias = if first_is_matching {
+                (given - exchanged) / 2.0
+            } else {
+                (exchanged - given) / 2.0
+            };
+            ((given + exchanged) / 2.0, bias)
+        })
+        .collect()
+}
+
 /// The chat prompt of an item followed by `(`, ready for the letter to be predicted.
 pub fn before_letter(tokenizer: &ChatTokenizer, item: &AbItem) -> Result<Vec<u32>> {
     let messages = [ChatMessage {
@@ -438,6 +547,46 @@ mod tests {
 
     use super::*;
     use crate::test_support::{steering, tiny_model};
+
+    fn item(question: &str, matching: char, not_matching: char) -> AbItem {
+        AbItem {
+            question: question.into(),
+            matching,
+            not_matching,
+        }
+    }
+
+    #[test]
+    fn exchanging_the_answers_keeps_letters_in_place_and_moves_the_texts() {
+        let it = item("Q?\n\nChoices:\n (A) Yes, sure\n (B) No\n\nAnswer:", 'B', 'A');
+        let s = swapped(&it).unwrap();
+        assert_eq!(s.question, "Q?\n\nChoices:\n (A) No\n (B) Yes, sure\n\nAnswer:");
+        assert_eq!((s.matching, s.not_matching), ('A', 'B'));
+        // Twice is the original.
+        assert_eq!(swapped(&s).unwrap(), it);
+        // Multi-line answers move whole; other choices stay put.
+        let it = item("Q\n (A) one\nmore\n (B) two\n (C) three", 'A', 'C');
+        let s = swapped(&it).unwrap();
+        assert_eq!(s.question, "Q\n (A) three\n (B) two\n (C) one\nmore");
+        assert_eq!((s.matching, s.not_matching), ('C', 'A'));
+        // A letter that starts two lines cannot be exchanged.
+        assert_eq!(swapped(&item("Q\n (A) x\n (A) y\n (B) z", 'A', 'B')), None);
+        assert!(both_orders(&[item("Q (A) or (B) inline", 'A', 'B')]).is_err());
+        let both = both_orders(&[it.clone()]).unwrap();
+        assert_eq!(both, vec![it, s]);
+    }
+
+    #[test]
+    fn order_control_separates_behaviour_from_letter_preference() {
+        // A model that always prefers (A) by 2 and the behaviour by 0.5:
+        // matching = A gives 2.5; exchanged (matching = B) gives −1.5.
+        let items = [item("q", 'A', 'B'), item("q", 'B', 'A')];
+        let margins = [2.5f32, -1.5, -1.5, 2.5];
+        let got = order_controlled(&items, &margins);
+        for (propensity, bias) in got {
+            assert!((propensity - 0.5).abs() < 1e-6 && (bias - 2.0).abs() < 1e-6);
+        }
+    }
 
     #[test]
     fn shared_pass_gives_the_margins_of_whole_prompts() {

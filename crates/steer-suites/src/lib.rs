@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod ab;
+pub mod fluency;
 pub mod generation;
 pub mod icl;
 pub mod jsonl;
@@ -23,6 +24,7 @@ pub mod sentiment;
 pub mod spec;
 pub mod split;
 pub mod stats;
+pub mod strength;
 pub mod tinybench;
 pub mod unsteered;
 pub mod vader;

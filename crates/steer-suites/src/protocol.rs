@@ -10,12 +10,18 @@ use rand::{Rng, SeedableRng};
 use steer_methods::{FitConfig, Steering, SteeringKind, SteeringMethod, TrainingSet};
 use steer_model::{ChatTokenizer, Llama};
 
-use crate::ab::{AbItem, letter_margins, prompts_and_letters, read_items, training_set};
+use crate::ab::{AbItem, both_orders, letter_margins, order_controlled, prompts_and_letters, read_items, training_set};
 use crate::rows::ResultRow;
 use crate::spec::{Format, Task};
 use crate::split::train_validation;
-use crate::stats::{Estimate, bootstrap, sigmoid, slope, std_dev};
+use crate::stats::{Estimate, Paired, bootstrap, paired, sigmoid, slope, std_dev};
+use crate::strength::Strength;
 use crate::{Result, SuiteError, sha256_file};
+
+/// Version of the evaluation protocol, recorded with every benchmark unit.
+/// 2: both answer orders, relative strengths, the fluency-constrained
+/// headline and per-item values of every variant.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// How to run one evaluation.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +103,8 @@ pub(crate) enum Phase {
     Fit,
     /// The validation sweep and the choice of layer and multiplier.
     Validation,
+    /// Validation perplexity of every positive sweep point (the fluency-constrained choice).
+    Fluency,
     /// The test split under the chosen configuration.
     Test,
     /// Open-ended (free-text) scoring of the behaviour.
@@ -113,6 +121,7 @@ impl Phase {
         match self {
             Phase::Fit => "fit",
             Phase::Validation => "validation",
+            Phase::Fluency => "fluency",
             Phase::Test => "test",
             Phase::OpenEnded => "open-ended",
             Phase::Generations => "generations",
@@ -131,6 +140,11 @@ impl<'a> Phases<'a> {
     /// The phases `steps`, then the damage measurements `opts` asks for.
     pub(crate) fn new(subject: &Subject<'a>, steps: &[Phase], opts: &EvalOptions) -> Phases<'a> {
         let mut plan = steps.to_vec();
+        if opts.perplexity.is_some()
+            && let Some(at) = plan.iter().position(|p| *p == Phase::Validation)
+        {
+            plan.insert(at + 1, Phase::Fluency);
+        }
         if let Some(task) = &opts.perplexity {
             plan.push(Phase::Damage(task.id()));
         }
@@ -160,8 +174,12 @@ pub struct SweepPoint {
     pub multiplier: f32,
     /// Mean probability of the matching letter (normalised over the two letters).
     pub p_matching: f64,
-    /// Mean logit(matching) − logit(other).
+    /// Mean order-controlled logit(matching) − logit(other).
     pub logit_diff: f64,
+    /// Mean letter bias: logit(A) − logit(B), averaged over both answer orders.
+    pub letter_bias: f64,
+    /// Validation perplexity over the unsteered model's (positive multipliers, when measured).
+    pub perplexity_ratio: Option<f64>,
 }
 
 /// Test numbers of one variant at one multiplier.
@@ -175,6 +193,8 @@ pub struct TestLine {
     pub logit_diff: Estimate,
     /// Probability of the matching letter over items.
     pub p_matching: Estimate,
+    /// Letter bias logit(A) − logit(B) over items, both orders averaged.
+    pub letter_bias: Estimate,
 }
 
 /// Per-item steerability: the slope of an item's logit difference against the multiplier.
@@ -245,6 +265,10 @@ pub struct McqReport {
     pub generations: Vec<crate::generation::Generation>,
     /// Seconds spent fitting, sweeping and testing.
     pub seconds: [f64; 3],
+    /// The headline configuration and its paired effects.
+    pub headline: Headline,
+    /// Every test item's values under every variant.
+    pub items: Vec<ItemValue>,
     /// The result rows.
     pub rows: Vec<ResultRow>,
 }
@@ -334,19 +358,9 @@ pub fn random_like(steering: &Steering, data: &TrainingSet, model: &Llama, seed:
         },
         SteeringKind::Affine { layer, matrix, bias } => {
             let (pos, neg) = steer_methods::activations::paired_resid(model, data, *layer, 8)?;
+            let rows: Vec<Vec<f32>> = pos.into_iter().chain(neg).collect();
             let d = bias.len();
-            let mut total = 0.0;
-            for h in pos.iter().chain(&neg) {
-                let moved: f64 = (0..d)
-                    .map(|i| {
-                        let ah: f64 = (0..d).map(|j| matrix[i * d + j] as f64 * h[j] as f64).sum();
-                        let delta = ah + bias[i] as f64 - h[i] as f64;
-                        delta * delta
-                    })
-                    .sum();
-                total += moved.sqrt();
-            }
-            let mean_shift = total / (pos.len() + neg.len()).max(1) as f64;
+            let mean_shift = crate::strength::mean_displacement(matrix, bias, &rows);
             SteeringKind::Additive {
                 vectors: vec![(*layer, direction(d, mean_shift))],
             }
@@ -370,12 +384,12 @@ pub fn random_like(steering: &Steering, data: &TrainingSet, model: &Llama, seed:
 }
 
 /// Steerability from the margins `per_m[k][i]` at `multipliers[k]`.
-pub(crate) fn steerability(multipliers: &[f32], per_m: &[Vec<f32>], resamples: usize, seed: u64) -> Steerability {
+pub(crate) fn steerability(multipliers: &[f32], per_m: &[Vec<f64>], resamples: usize, seed: u64) -> Steerability {
     let xs: Vec<f64> = multipliers.iter().map(|m| *m as f64).collect();
     let items = per_m.first().map_or(0, Vec::len);
     let per_item: Vec<f64> = (0..items)
         .map(|i| {
-            let ys: Vec<f64> = per_m.iter().map(|m| m[i] as f64).collect();
+            let ys: Vec<f64> = per_m.iter().map(|m| m[i]).collect();
             slope(&xs, &ys)
         })
         .collect();
@@ -469,7 +483,8 @@ pub fn task_training_set(
             let (mut train, _) = split_items(task)?;
             train.truncate(limit);
             let path = task.file(task.spec.train.as_deref().unwrap_or_default());
-            Ok((training_set(tokenizer, &train)?, path))
+            // Both answer orders, as the protocol fits.
+            Ok((training_set(tokenizer, &both_orders(&train)?)?, path))
         }
         Format::IclPairs => {
             let path = task.file(&task.spec.test);
@@ -581,7 +596,217 @@ pub(crate) fn sweep_settings(
     Ok((layers, grid))
 }
 
+/// One test item's value under one variant: what the items file stores, so
+/// every paired statistic can be recomputed from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemValue {
+    /// Index of the item in the test split.
+    pub item: usize,
+    /// `unsteered`, `steered`, `random`, or `unconstrained` (the best
+    /// validation configuration regardless of fluency, where it is not the headline).
+    pub variant: &'static str,
+    /// Metric name (see `results/README.md`).
+    pub metric: &'static str,
+    /// Multiplier (`None` for per-item summaries such as slopes).
+    pub multiplier: Option<f32>,
+    /// The value.
+    pub value: f64,
+}
+
+/// The validation choice of one evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    /// Index (in the sweep, laid out `[steering][multiplier]`) of the headline configuration.
+    pub headline: usize,
+    /// Index of the best configuration regardless of fluency.
+    pub unconstrained: usize,
+    /// Whether the headline stays within the fluency bound. When no positive
+    /// point does (or no perplexity task was given), the headline is the
+    /// unconstrained choice and this is false.
+    pub constrained: bool,
+    /// Validation perplexity ratio of every sweep point (`None` without a perplexity task).
+    pub ratios: Option<Vec<f64>>,
+}
+
+/// Chooses on validation: the best point regardless of fluency, and the best
+/// point whose validation perplexity ratio stays within
+/// [`crate::fluency::FLUENCY_BOUND`] (measured when `opts` names a perplexity task).
+pub(crate) fn select(
+    subject: &Subject,
+    phases: &Phases,
+    opts: &EvalOptions,
+    steerings: &[Steering],
+    grid: &[f32],
+    scores: &[f64],
+) -> Result<Selection> {
+    let unconstrained = choose(scores, grid)?;
+    let Some(task) = &opts.perplexity else {
+        return Ok(Selection {
+            headline: unconstrained,
+            unconstrained,
+            constrained: false,
+            ratios: None,
+        });
+    };
+    phases.enter(Phase::Fluency);
+    let windows = crate::fluency::validation_windows(task, subject.tokenizer)?;
+    let (_, ratios) = crate::fluency::ratios(subject.model, &windows, steerings, grid)?;
+    let within = crate::fluency::choose_within(scores, grid, &ratios, crate::fluency::FLUENCY_BOUND);
+    Ok(Selection {
+        headline: within.unwrap_or(unconstrained),
+        unconstrained,
+        constrained: within.is_some(),
+        ratios: Some(ratios),
+    })
+}
+
+/// The headline of one evaluation: the configuration reported first, how it
+/// was chosen, and its paired effects on the test items.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Headline {
+    /// The metric the effects are in.
+    pub metric: &'static str,
+    /// The validation choice.
+    pub selection: Selection,
+    /// The unconstrained choice's layer and multiplier.
+    pub unconstrained: (Option<usize>, f32),
+    /// Comparable strength of the chosen steering at multiplier 1.
+    pub strength: Strength,
+    /// Headline minus unsteered, per item.
+    pub vs_unsteered: Paired,
+    /// Headline minus the random steering at the same multiplier, per item.
+    pub vs_random: Paired,
+    /// The unconstrained choice minus unsteered, per item (`None`: it is the headline).
+    pub unconstrained_vs_unsteered: Option<Paired>,
+}
+
+/// Result rows shared by every format: how the headline was chosen, its
+/// strength and its paired effects, and each sweep point's validation
+/// perplexity ratio.
+pub(crate) fn headline_rows(
+    h: &Headline,
+    sweep: &[(Option<usize>, f32)],
+    chosen: (Option<usize>, f32),
+    n_val: usize,
+    n_test: usize,
+    row: &dyn Fn(&str, &str, Option<usize>, Option<f32>, &str, Estimate) -> ResultRow,
+) -> Vec<ResultRow> {
+    let point = |v: f64, n: usize| Estimate {
+        mean: v,
+        low: v,
+        high: v,
+        n,
+    };
+    let (layer, m) = chosen;
+    let mut rows = Vec::new();
+    if let Some(ratios) = &h.selection.ratios {
+        for ((l, k), r) in sweep.iter().zip(ratios) {
+            if !r.is_nan() {
+                rows.push(row(
+                    "steered",
+                    "validation",
+                    *l,
+                    Some(*k),
+                    "perplexity_ratio",
+                    point(*r, 1),
+                ));
+            }
+        }
+    }
+    let (free_layer, free_m) = h.unconstrained;
+    rows.push(row(
+        "choice",
+        "validation",
+        free_layer,
+        Some(free_m),
+        "chosen_unconstrained",
+        point(1.0, n_val),
+    ));
+    rows.push(row(
+        "choice",
+        "validation",
+        layer,
+        Some(m),
+        "fluency_constrained",
+        point(if h.selection.constrained { 1.0 } else { 0.0 }, n_val),
+    ));
+    if let Some(rel) = h.strength.relative {
+        rows.push(row(
+            "choice",
+            "training",
+            layer,
+            Some(m),
+            "relative_strength",
+            point(rel * m as f64, 1),
+        ));
+    }
+    if let Some(raw) = h.strength.raw_per_unit {
+        rows.push(row(
+            "choice",
+            "training",
+            layer,
+            Some(m),
+            "raw_multiplier",
+            point(raw * m as f64, 1),
+        ));
+    }
+    if let Some(norm) = h.strength.resid_norm {
+        rows.push(row("choice", "training", layer, None, "resid_norm", point(norm, 1)));
+    }
+    let effect = format!("effect_{}", h.metric);
+    for (variant, name, p) in [
+        ("steered", effect.as_str(), &h.vs_unsteered),
+        ("steered", "effect_vs_random", &h.vs_random),
+    ] {
+        rows.push(row(variant, "test", layer, None, name, p.effect));
+        rows.push(row(
+            variant,
+            "test",
+            layer,
+            None,
+            &format!("p_{name}"),
+            point(p.p, n_test),
+        ));
+    }
+    if let Some(p) = &h.unconstrained_vs_unsteered {
+        rows.push(row("unconstrained", "test", free_layer, None, &effect, p.effect));
+        rows.push(row(
+            "unconstrained",
+            "test",
+            free_layer,
+            None,
+            &format!("p_{effect}"),
+            point(p.p, n_test),
+        ));
+    }
+    rows
+}
+
+/// Per-item values of one variant at one multiplier.
+pub(crate) fn push_items(
+    items: &mut Vec<ItemValue>,
+    variant: &'static str,
+    metric: &'static str,
+    multiplier: Option<f32>,
+    values: &[f64],
+) {
+    items.extend(values.iter().enumerate().map(|(item, &value)| ItemValue {
+        item,
+        variant,
+        metric,
+        multiplier,
+        value,
+    }));
+}
+
 /// Evaluates `method` on an A/B task (see the module documentation).
+///
+/// Every item is asked in both answer orders ([`both_orders`]): the
+/// behaviour is the mean of the two orders' `logit(matching) − logit(other)`
+/// (the order-controlled propensity), and the mean of their
+/// `logit(A) − logit(B)` is the item's letter bias, reported as its own
+/// metric. The method is fitted on both orders of every training item, so
+/// its contrast cannot be a letter.
 pub fn evaluate_mcq(
     subject: &Subject,
     task: &Task,
@@ -620,42 +845,70 @@ pub fn evaluate_mcq(
         steps.push(Phase::Generations);
     }
     let phases = Phases::new(subject, &steps, opts);
+    let bad_order = |split: &str, e: SuiteError| match e {
+        SuiteError::BadRequest(m) => SuiteError::BadRequest(format!("{} ({split} split): {m}", task.id())),
+        other => other,
+    };
 
-    // Fit on the training split, reading activations once for every layer.
+    // Fit on both answer orders of the training split, reading activations once for every layer.
     phases.enter(Phase::Fit);
     let started = Instant::now();
-    let mut data = training_set(subject.tokenizer, &train)?;
-    let (steerings, sweep_layers) = fit_sweep(model, method, &mut data, &layers, opts)?;
+    let mut data = training_set(
+        subject.tokenizer,
+        &both_orders(&train).map_err(|e| bad_order("training", e))?,
+    )?;
+    let (mut steerings, sweep_layers) = fit_sweep(model, method, &mut data, &layers, opts)?;
+    let strengths = crate::strength::normalise(model, &data, &mut steerings, opts.batch_size)?;
     let fit_seconds = started.elapsed().as_secs_f64();
 
-    // Validation sweep and the choice.
+    // Validation sweep (both orders) and the choices.
     phases.enter(Phase::Validation);
     let started = Instant::now();
-    let (val_prompts, val_letters) = prompts_and_letters(subject.tokenizer, &val)?;
+    let val2 = both_orders(&val).map_err(|e| bad_order("validation", e))?;
+    let (val_prompts, val_letters) = prompts_and_letters(subject.tokenizer, &val2)?;
     let margins = letter_margins(model, &val_prompts, &val_letters, &steerings, &grid, opts.batch_size)?;
+    let nv = val.len();
     let mut sweep = Vec::new();
     for (s, layer) in sweep_layers.iter().enumerate() {
         for (k, &m) in grid.iter().enumerate() {
-            let values = &margins[s][k];
+            let v = &margins[s][k];
+            let ctl = order_controlled(&val, v);
             sweep.push(SweepPoint {
                 layer: *layer,
                 multiplier: m,
-                p_matching: values.iter().map(|v| sigmoid(*v as f64)).sum::<f64>() / values.len() as f64,
-                logit_diff: values.iter().map(|v| *v as f64).sum::<f64>() / values.len() as f64,
+                p_matching: (0..nv)
+                    .map(|i| (sigmoid(v[i] as f64) + sigmoid(v[i + nv] as f64)) / 2.0)
+                    .sum::<f64>()
+                    / nv as f64,
+                logit_diff: ctl.iter().map(|c| c.0).sum::<f64>() / nv as f64,
+                letter_bias: ctl.iter().map(|c| c.1).sum::<f64>() / nv as f64,
+                perplexity_ratio: None,
             });
         }
     }
     let scores: Vec<f64> = sweep.iter().map(|p| p.p_matching).collect();
-    let chosen_index = choose(&scores, &grid)?;
-    let (chosen_layer, chosen_multiplier) = (sweep[chosen_index].layer, sweep[chosen_index].multiplier);
-    let chosen = steerings[chosen_index / grid.len()].clone();
+    let selection = select(subject, &phases, opts, &steerings, &grid, &scores)?;
+    if let Some(ratios) = &selection.ratios {
+        for (p, r) in sweep.iter_mut().zip(ratios) {
+            p.perplexity_ratio = (!r.is_nan()).then_some(*r);
+        }
+    }
+    let (chosen_layer, chosen_multiplier) = (sweep[selection.headline].layer, sweep[selection.headline].multiplier);
+    let free = (
+        sweep[selection.unconstrained].layer,
+        sweep[selection.unconstrained].multiplier,
+    );
+    let chosen = steerings[selection.headline / grid.len()].clone();
+    let strength = strengths[selection.headline / grid.len()];
     let val_seconds = started.elapsed().as_secs_f64();
 
-    // Test: the chosen steering over the grid, and a random steering of its size.
+    // Test (both orders): the chosen steering over the grid, a random steering of its size,
+    // and the unconstrained choice at its own multiplier where it is not the headline.
     phases.enter(Phase::Test);
     let started = Instant::now();
     let random = random_like(&chosen, &data, model, opts.seed)?;
-    let (test_prompts, test_letters) = prompts_and_letters(subject.tokenizer, &test_items)?;
+    let test2 = both_orders(&test_items).map_err(|e| bad_order("test", e))?;
+    let (test_prompts, test_letters) = prompts_and_letters(subject.tokenizer, &test2)?;
     let test_margins = letter_margins(
         model,
         &test_prompts,
@@ -664,32 +917,92 @@ pub fn evaluate_mcq(
         &grid,
         opts.batch_size,
     )?;
+    let n = test_items.len();
+    let mut items = Vec::new();
     let mut test = Vec::new();
     let mut steer = Vec::new();
+    // Order-controlled propensity `[variant][multiplier][item]`.
+    let mut propensity: Vec<Vec<Vec<f64>>> = Vec::new();
     for (v, variant) in ["steered", "random"].into_iter().enumerate() {
+        let mut per_k = Vec::new();
         for (k, &m) in grid.iter().enumerate() {
-            let values: Vec<f64> = test_margins[v][k].iter().map(|x| *x as f64).collect();
-            let probs: Vec<f64> = values.iter().map(|x| sigmoid(*x)).collect();
+            let raw = &test_margins[v][k];
+            let ctl = order_controlled(&test_items, raw);
+            let values: Vec<f64> = ctl.iter().map(|c| c.0).collect();
+            let bias: Vec<f64> = ctl.iter().map(|c| c.1).collect();
+            let probs: Vec<f64> = (0..n)
+                .map(|i| (sigmoid(raw[i] as f64) + sigmoid(raw[i + n] as f64)) / 2.0)
+                .collect();
             test.push(TestLine {
                 variant,
                 multiplier: m,
                 logit_diff: bootstrap(&values, opts.resamples, opts.seed),
                 p_matching: bootstrap(&probs, opts.resamples, opts.seed),
+                letter_bias: bootstrap(&bias, opts.resamples, opts.seed),
             });
+            // Multiplier 0 is the unsteered model for both variants: stored once.
+            if !(m == 0.0 && v == 1) {
+                let name = if m == 0.0 { "unsteered" } else { variant };
+                let given: Vec<f64> = raw[..n].iter().map(|x| *x as f64).collect();
+                let exchanged: Vec<f64> = raw[n..].iter().map(|x| *x as f64).collect();
+                push_items(&mut items, name, "logit_diff", Some(m), &values);
+                push_items(&mut items, name, "letter_bias", Some(m), &bias);
+                push_items(&mut items, name, "p_matching", Some(m), &probs);
+                push_items(&mut items, name, "logit_diff_given_order", Some(m), &given);
+                push_items(&mut items, name, "logit_diff_exchanged_order", Some(m), &exchanged);
+            }
+            per_k.push(values);
         }
-        steer.push((
-            variant,
-            steerability(&grid, &test_margins[v], opts.resamples, opts.seed),
-        ));
+        let s = steerability(&grid, &per_k, opts.resamples, opts.seed);
+        push_items(&mut items, variant, "slope", None, &s.per_item);
+        steer.push((variant, s));
+        propensity.push(per_k);
     }
+    let k_star = grid.iter().position(|m| *m == chosen_multiplier).unwrap_or(0);
+    let k_zero = grid.iter().position(|m| *m == 0.0).unwrap_or(0);
+    let unconstrained_vs_unsteered = if selection.unconstrained != selection.headline {
+        let raw = letter_margins(
+            model,
+            &test_prompts,
+            &test_letters,
+            std::slice::from_ref(&steerings[selection.unconstrained / grid.len()]),
+            &[free.1],
+            opts.batch_size,
+        )?;
+        let ctl = order_controlled(&test_items, &raw[0][0]);
+        let values: Vec<f64> = ctl.iter().map(|c| c.0).collect();
+        let bias: Vec<f64> = ctl.iter().map(|c| c.1).collect();
+        push_items(&mut items, "unconstrained", "logit_diff", Some(free.1), &values);
+        push_items(&mut items, "unconstrained", "letter_bias", Some(free.1), &bias);
+        Some(paired(&values, &propensity[0][k_zero], opts.resamples, opts.seed))
+    } else {
+        None
+    };
+    let headline = Headline {
+        metric: "logit_diff",
+        unconstrained: free,
+        strength,
+        vs_unsteered: paired(
+            &propensity[0][k_star],
+            &propensity[0][k_zero],
+            opts.resamples,
+            opts.seed,
+        ),
+        vs_random: paired(
+            &propensity[0][k_star],
+            &propensity[1][k_star],
+            opts.resamples,
+            opts.seed,
+        ),
+        unconstrained_vs_unsteered,
+        selection,
+    };
     let predictors = match chosen_layer {
         Some(l) => Some(predictors(&data, model, l)?),
         None => None,
     };
 
     // The same items in open-ended form, at 0 and the chosen multiplier.
-    let k_star = grid.iter().position(|m| *m == chosen_multiplier).unwrap_or(0);
-    let k_zero = grid.iter().position(|m| *m == 0.0).unwrap_or(0);
     let mut open_rows: Vec<(usize, [f32; 3])> = Vec::new();
     if opts.open_ended {
         phases.enter(Phase::OpenEnded);
@@ -709,11 +1022,24 @@ pub fn evaluate_mcq(
         for (j, (i, _)) in forms.iter().enumerate() {
             open_rows.push((*i, [margins[0][0][j], margins[0][1][j], margins[1][1][j]]));
         }
+        for (variant, col, m) in [
+            ("unsteered", 0, 0.0),
+            ("steered", 1, chosen_multiplier),
+            ("random", 2, chosen_multiplier),
+        ] {
+            items.extend(open_rows.iter().map(|(i, v)| ItemValue {
+                item: *i,
+                variant,
+                metric: "open_logprob_diff",
+                multiplier: Some(m),
+                value: v[col] as f64,
+            }));
+        }
     }
     let effects = (!open_rows.is_empty()).then(|| {
         let mcq: Vec<f64> = open_rows
             .iter()
-            .map(|(i, _)| (test_margins[0][k_star][*i] - test_margins[0][k_zero][*i]) as f64)
+            .map(|(i, _)| propensity[0][k_star][*i] - propensity[0][k_zero][*i])
             .collect();
         let open: Vec<f64> = open_rows.iter().map(|(_, m)| (m[1] - m[0]) as f64).collect();
         let gap: Vec<f64> = mcq.iter().zip(&open).map(|(a, b)| a - b).collect();
@@ -772,22 +1098,20 @@ pub fn evaluate_mcq(
     };
     let mut rows = Vec::new();
     for p in &sweep {
-        rows.push(row(
-            "steered",
-            "validation",
-            p.layer,
-            Some(p.multiplier),
-            "p_matching",
-            point(p.p_matching, val.len()),
-        ));
-        rows.push(row(
-            "steered",
-            "validation",
-            p.layer,
-            Some(p.multiplier),
-            "logit_diff",
-            point(p.logit_diff, val.len()),
-        ));
+        for (metric, v) in [
+            ("p_matching", p.p_matching),
+            ("logit_diff", p.logit_diff),
+            ("letter_bias", p.letter_bias),
+        ] {
+            rows.push(row(
+                "steered",
+                "validation",
+                p.layer,
+                Some(p.multiplier),
+                metric,
+                point(v, nv),
+            ));
+        }
     }
     rows.push(row(
         "choice",
@@ -797,27 +1121,27 @@ pub fn evaluate_mcq(
         "chosen",
         point(1.0, val.len()),
     ));
+    let points: Vec<(Option<usize>, f32)> = sweep.iter().map(|p| (p.layer, p.multiplier)).collect();
+    rows.extend(headline_rows(
+        &headline,
+        &points,
+        (chosen_layer, chosen_multiplier),
+        nv,
+        n,
+        &row,
+    ));
     for t in &test {
         let variant = if t.multiplier == 0.0 { "unsteered" } else { t.variant };
         if t.multiplier == 0.0 && t.variant == "random" {
             continue;
         }
-        rows.push(row(
-            variant,
-            "test",
-            chosen_layer,
-            Some(t.multiplier),
-            "logit_diff",
-            t.logit_diff,
-        ));
-        rows.push(row(
-            variant,
-            "test",
-            chosen_layer,
-            Some(t.multiplier),
-            "p_matching",
-            t.p_matching,
-        ));
+        for (metric, e) in [
+            ("logit_diff", t.logit_diff),
+            ("p_matching", t.p_matching),
+            ("letter_bias", t.letter_bias),
+        ] {
+            rows.push(row(variant, "test", chosen_layer, Some(t.multiplier), metric, e));
+        }
     }
     for (variant, s) in &steer {
         rows.push(row(variant, "test", chosen_layer, None, "steerability", s.slope));
@@ -902,6 +1226,8 @@ pub fn evaluate_mcq(
         capability: caps.into_iter().map(|(n, c, _)| (n, c)).collect(),
         generations,
         seconds: [fit_seconds, val_seconds, test_seconds],
+        headline,
+        items,
         rows,
     })
 }
@@ -1114,6 +1440,10 @@ pub struct IclReport {
     pub capability: Vec<(String, [crate::tinybench::Capability; 3])>,
     /// Seconds spent fitting, sweeping and testing.
     pub seconds: [f64; 3],
+    /// The headline configuration and its paired effects.
+    pub headline: Headline,
+    /// Every test item's values under every variant.
+    pub items: Vec<ItemValue>,
     /// The result rows.
     pub rows: Vec<ResultRow>,
 }
@@ -1163,7 +1493,8 @@ pub fn evaluate_icl(
     phases.enter(Phase::Fit);
     let started = Instant::now();
     let mut data = crate::icl::training_set(subject.tokenizer, &train)?;
-    let (steerings, sweep_layers) = fit_sweep(model, method, &mut data, &layers, opts)?;
+    let (mut steerings, sweep_layers) = fit_sweep(model, method, &mut data, &layers, opts)?;
+    let strengths = crate::strength::normalise(model, &data, &mut steerings, opts.batch_size)?;
     let fit_seconds = started.elapsed().as_secs_f64();
 
     phases.enter(Phase::Validation);
@@ -1193,23 +1524,29 @@ pub fn evaluate_icl(
         }
     }
     let top: Vec<f64> = sweep.iter().map(|p| p.top1).collect();
-    let chosen_index = choose(&top, &grid)?;
+    let selection = select(subject, &phases, opts, &steerings, &grid, &top)?;
+    let chosen_index = selection.headline;
     let (chosen_layer, chosen_multiplier) = (sweep[chosen_index].layer, sweep[chosen_index].multiplier);
+    let free = (
+        sweep[selection.unconstrained].layer,
+        sweep[selection.unconstrained].multiplier,
+    );
     let chosen = steerings[chosen_index / grid.len()].clone();
+    let strength = strengths[chosen_index / grid.len()];
     let val_seconds = started.elapsed().as_secs_f64();
 
     phases.enter(Phase::Test);
     let started = Instant::now();
     let random = random_like(&chosen, &data, model, opts.seed)?;
     let (test_prompts, test_answers) = prompts_and_answers(subject.tokenizer, &test)?;
-    let hits = hit(&test_answers);
+    let hits_of = hit(&test_answers);
     let steered = crate::ab::last_position_scores(
         model,
         &test_prompts,
         std::slice::from_ref(&chosen),
         &grid,
         opts.batch_size,
-        &hits,
+        &hits_of,
     )?;
     let rand = crate::ab::last_position_scores(
         model,
@@ -1217,7 +1554,7 @@ pub fn evaluate_icl(
         std::slice::from_ref(&random),
         &[chosen_multiplier],
         opts.batch_size,
-        &hits,
+        &hits_of,
     )?;
     // Few-shot prompting: `shots` training pairs chosen with the seed, in front of every test prompt.
     let shots = spec.shots.unwrap_or(5).min(train.len());
@@ -1237,7 +1574,7 @@ pub fn evaluate_icl(
         params: BTreeMap::new(),
         metadata: BTreeMap::new(),
     };
-    let few = crate::ab::last_position_scores(model, &test_prompts, &[few_shot], &[1.0], opts.batch_size, &hits)?;
+    let few = crate::ab::last_position_scores(model, &test_prompts, &[few_shot], &[1.0], opts.batch_size, &hits_of)?;
     let est = |v: &[f32]| {
         bootstrap(
             &v.iter().map(|x| *x as f64).collect::<Vec<_>>(),
@@ -1252,6 +1589,55 @@ pub fn evaluate_icl(
         .collect();
     test_lines.push(("random", chosen_multiplier, est(&rand[0][0])));
     test_lines.push(("few_shot", 0.0, est(&few[0][0])));
+    let hits: Vec<Vec<f64>> = steered[0]
+        .iter()
+        .map(|v| v.iter().map(|x| *x as f64).collect())
+        .collect();
+    let as_f64 = |v: &[f32]| v.iter().map(|x| *x as f64).collect::<Vec<f64>>();
+    let mut items = Vec::new();
+    for (k, &m) in grid.iter().enumerate() {
+        push_items(
+            &mut items,
+            if m == 0.0 { "unsteered" } else { "steered" },
+            "top1",
+            Some(m),
+            &hits[k],
+        );
+    }
+    push_items(
+        &mut items,
+        "random",
+        "top1",
+        Some(chosen_multiplier),
+        &as_f64(&rand[0][0]),
+    );
+    push_items(&mut items, "few_shot", "top1", Some(0.0), &as_f64(&few[0][0]));
+    let k_star = grid.iter().position(|m| *m == chosen_multiplier).unwrap_or(0);
+    let k_zero = grid.iter().position(|m| *m == 0.0).unwrap_or(0);
+    let unconstrained_vs_unsteered = if selection.unconstrained != selection.headline {
+        let free_hits = crate::ab::last_position_scores(
+            model,
+            &test_prompts,
+            std::slice::from_ref(&steerings[selection.unconstrained / grid.len()]),
+            &[free.1],
+            opts.batch_size,
+            &hits_of,
+        )?;
+        let values = as_f64(&free_hits[0][0]);
+        push_items(&mut items, "unconstrained", "top1", Some(free.1), &values);
+        Some(paired(&values, &hits[k_zero], opts.resamples, opts.seed))
+    } else {
+        None
+    };
+    let headline = Headline {
+        metric: "top1",
+        unconstrained: free,
+        strength,
+        vs_unsteered: paired(&hits[k_star], &hits[k_zero], opts.resamples, opts.seed),
+        vs_random: paired(&hits[k_star], &as_f64(&rand[0][0]), opts.resamples, opts.seed),
+        unconstrained_vs_unsteered,
+        selection,
+    };
     let ppl = damage(subject, &phases, opts, &chosen, &random, chosen_multiplier)?;
     let caps = capability_damage(subject, &phases, opts, &chosen, &random, chosen_multiplier)?;
     let test_seconds = started.elapsed().as_secs_f64();
@@ -1304,6 +1690,15 @@ pub fn evaluate_icl(
         "chosen",
         point(1.0, val.len()),
     ));
+    let points: Vec<(Option<usize>, f32)> = sweep.iter().map(|p| (p.layer, p.multiplier)).collect();
+    rows.extend(headline_rows(
+        &headline,
+        &points,
+        (chosen_layer, chosen_multiplier),
+        val.len(),
+        test.len(),
+        &row,
+    ));
     for (variant, m, e) in &test_lines {
         rows.push(row(variant, "test", chosen_layer, Some(*m), "top1", *e));
     }
@@ -1319,6 +1714,8 @@ pub fn evaluate_icl(
         perplexity: ppl.map(|(p, _)| p),
         capability: caps.into_iter().map(|(n, c, _)| (n, c)).collect(),
         seconds: [fit_seconds, val_seconds, test_seconds],
+        headline,
+        items,
         rows,
     })
 }

@@ -19,13 +19,13 @@ use steer_methods::{ContrastPair, Steering, SteeringMethod, TrainingSet};
 use steer_model::{ChatTokenizer, Llama};
 
 use crate::protocol::{
-    EvalOptions, Phase, Phases, Steerability, Subject, capability_damage, choose, damage, fit_sweep, push_damage_rows,
-    random_like, steerability, sweep_settings,
+    EvalOptions, Headline, ItemValue, Phase, Phases, Steerability, Subject, capability_damage, damage, fit_sweep,
+    headline_rows, push_damage_rows, push_items, random_like, select, steerability, sweep_settings,
 };
 use crate::rows::ResultRow;
 use crate::scoring::{PrefixCache, continuation_sweep, continuations};
 use crate::spec::{Format, Task};
-use crate::stats::{Estimate, bootstrap};
+use crate::stats::{Estimate, bootstrap, paired};
 use crate::vader::Vader;
 use crate::{Result, SuiteError, read_text, sha256_file};
 
@@ -261,6 +261,10 @@ pub struct SentimentReport {
     pub capability: Vec<(String, [crate::tinybench::Capability; 3])>,
     /// Seconds spent fitting, sweeping and testing.
     pub seconds: [f64; 3],
+    /// The headline configuration and its paired effects.
+    pub headline: Headline,
+    /// Every test opening's values under every variant.
+    pub items: Vec<ItemValue>,
     /// The result rows.
     pub rows: Vec<ResultRow>,
 }
@@ -313,7 +317,8 @@ pub fn evaluate_sentiment(
     phases.enter(Phase::Fit);
     let started = Instant::now();
     let mut data = training_set(tokenizer, &train, &words)?;
-    let (steerings, sweep_layers) = fit_sweep(model, method, &mut data, &layers, opts)?;
+    let (mut steerings, sweep_layers) = fit_sweep(model, method, &mut data, &layers, opts)?;
+    let strengths = crate::strength::normalise(model, &data, &mut steerings, opts.batch_size)?;
     let fit_seconds = started.elapsed().as_secs_f64();
 
     phases.enter(Phase::Validation);
@@ -328,9 +333,12 @@ pub fn evaluate_sentiment(
         }
     }
     let scores: Vec<f64> = sweep.iter().map(|p| p.2).collect();
-    let chosen_index = choose(&scores, &grid)?;
+    let selection = select(subject, &phases, opts, &steerings, &grid, &scores)?;
+    let chosen_index = selection.headline;
     let (chosen_layer, chosen_multiplier) = (sweep[chosen_index].0, sweep[chosen_index].1);
+    let free = (sweep[selection.unconstrained].0, sweep[selection.unconstrained].1);
     let chosen = steerings[chosen_index / grid.len()].clone();
+    let strength = strengths[chosen_index / grid.len()];
     let val_seconds = started.elapsed().as_secs_f64();
 
     phases.enter(Phase::Test);
@@ -356,16 +364,56 @@ pub fn evaluate_sentiment(
         chosen_multiplier,
         bootstrap(&as_f64(&test_margins[1][k_star]), opts.resamples, opts.seed),
     ));
-    let steer = vec![
-        (
-            "steered",
-            steerability(&grid, &test_margins[0], opts.resamples, opts.seed),
+    let margins_f64: Vec<Vec<Vec<f64>>> = test_margins
+        .iter()
+        .map(|per_k| per_k.iter().map(|v| as_f64(v)).collect())
+        .collect();
+    let mut items = Vec::new();
+    let mut steer = Vec::new();
+    for (v, variant) in ["steered", "random"].into_iter().enumerate() {
+        for (k, &m) in grid.iter().enumerate() {
+            if !(m == 0.0 && v == 1) {
+                let name = if m == 0.0 { "unsteered" } else { variant };
+                push_items(&mut items, name, "logprob_diff", Some(m), &margins_f64[v][k]);
+            }
+        }
+        let s = steerability(&grid, &margins_f64[v], opts.resamples, opts.seed);
+        push_items(&mut items, variant, "slope", None, &s.per_item);
+        steer.push((variant, s));
+    }
+    let k_zero = grid.iter().position(|m| *m == 0.0).unwrap_or(0);
+    let unconstrained_vs_unsteered = if selection.unconstrained != selection.headline {
+        let free_margins = sentiment_margins(
+            model,
+            &test_items,
+            std::slice::from_ref(&steerings[selection.unconstrained / grid.len()]),
+            &[free.1],
+        )?;
+        let values = as_f64(&free_margins[0][0]);
+        push_items(&mut items, "unconstrained", "logprob_diff", Some(free.1), &values);
+        Some(paired(&values, &margins_f64[0][k_zero], opts.resamples, opts.seed))
+    } else {
+        None
+    };
+    let headline = Headline {
+        metric: "logprob_diff",
+        unconstrained: free,
+        strength,
+        vs_unsteered: paired(
+            &margins_f64[0][k_star],
+            &margins_f64[0][k_zero],
+            opts.resamples,
+            opts.seed,
         ),
-        (
-            "random",
-            steerability(&grid, &test_margins[1], opts.resamples, opts.seed),
+        vs_random: paired(
+            &margins_f64[0][k_star],
+            &margins_f64[1][k_star],
+            opts.resamples,
+            opts.seed,
         ),
-    ];
+        unconstrained_vs_unsteered,
+        selection,
+    };
 
     // Greedy continuations, scored by VADER and by their unsteered perplexity.
     phases.enter(Phase::Generations);
@@ -401,6 +449,7 @@ pub fn evaluate_sentiment(
             }
         }
         let n = compounds.len().max(1) as f64;
+        push_items(&mut items, variant, "vader_compound", Some(m), &compounds);
         generations.push(GenerationLine {
             variant,
             multiplier: m,
@@ -470,6 +519,15 @@ pub fn evaluate_sentiment(
         Some(chosen_multiplier),
         "chosen",
         point(1.0, val.len()),
+    ));
+    let points: Vec<(Option<usize>, f32)> = sweep.iter().map(|p| (p.0, p.1)).collect();
+    rows.extend(headline_rows(
+        &headline,
+        &points,
+        (chosen_layer, chosen_multiplier),
+        val.len(),
+        test.len(),
+        &row,
     ));
     for (variant, s) in &steer {
         rows.push(row(variant, "test", chosen_layer, None, "steerability", s.slope));
@@ -544,6 +602,8 @@ pub fn evaluate_sentiment(
         perplexity: ppl.map(|(p, _)| p),
         capability: caps.into_iter().map(|(n, c, _)| (n, c)).collect(),
         seconds: [fit_seconds, val_seconds, test_seconds],
+        headline,
+        items,
         rows,
     })
 }

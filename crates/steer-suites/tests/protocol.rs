@@ -55,7 +55,7 @@ fn mcq_slice_with_the_default_model() {
     let (arc_root, arc) = tiny_task("arc", 4, "");
     let opts = EvalOptions {
         layers: Some(vec![4, 12]),
-        multipliers: Some(vec![-4.0, 0.0, 4.0]),
+        multipliers: Some(vec![-0.5, 0.0, 0.25, 0.5]),
         limit: Some(6),
         seed: 3,
         resamples: 200,
@@ -69,22 +69,81 @@ fn mcq_slice_with_the_default_model() {
     let method = steer_methods::find("caa").unwrap();
     let report = evaluate_mcq(&subject, task, method.as_ref(), &opts).unwrap();
     assert_eq!(report.sizes, [6, 6, 6]);
-    assert_eq!(report.sweep.len(), 6);
+    assert_eq!(report.sweep.len(), 8);
     assert!(report.chosen_multiplier > 0.0);
     assert!(matches!(report.chosen_layer, Some(4) | Some(12)));
-    // The choice is the best positive validation point.
-    let best = report
-        .sweep
-        .iter()
-        .filter(|p| p.multiplier > 0.0)
-        .map(|p| p.p_matching)
-        .fold(f64::NEG_INFINITY, f64::max);
-    let chosen = report
-        .sweep
-        .iter()
-        .find(|p| p.layer == report.chosen_layer && p.multiplier == report.chosen_multiplier)
-        .unwrap();
-    assert_eq!(chosen.p_matching, best);
+    // The unconstrained choice is the best positive validation point; the
+    // headline is the best one within the fluency bound, when there is one.
+    let sel = &report.headline.selection;
+    let ratios = sel.ratios.as_ref().unwrap();
+    let best_of = |ok: &dyn Fn(usize) -> bool| {
+        (0..report.sweep.len())
+            .filter(|&i| report.sweep[i].multiplier > 0.0 && ok(i))
+            .map(|i| report.sweep[i].p_matching)
+            .fold(f64::NEG_INFINITY, f64::max)
+    };
+    assert_eq!(report.sweep[sel.unconstrained].p_matching, best_of(&|_| true));
+    let within = best_of(&|i| ratios[i] <= steer_suites::fluency::FLUENCY_BOUND);
+    if sel.constrained {
+        assert_eq!(report.sweep[sel.headline].p_matching, within);
+        assert!(ratios[sel.headline] <= steer_suites::fluency::FLUENCY_BOUND);
+    } else {
+        assert_eq!(within, f64::NEG_INFINITY);
+        assert_eq!(sel.headline, sel.unconstrained);
+    }
+    let chosen = &report.sweep[sel.headline];
+    assert_eq!(
+        (chosen.layer, chosen.multiplier),
+        (report.chosen_layer, report.chosen_multiplier)
+    );
+    // Each positive point has a measured ratio; negative ones are not measured.
+    for (p, r) in report.sweep.iter().zip(ratios) {
+        assert_eq!(
+            p.multiplier > 0.0,
+            r.is_finite() && *r > 0.0 && p.multiplier != 0.0,
+            "{p:?} {r}"
+        );
+        assert_eq!(p.perplexity_ratio, (p.multiplier > 0.0).then_some(*r));
+    }
+    // Additive vectors are rescaled to the residual stream: multiplier 1 is its mean norm.
+    let strength = report.headline.strength;
+    assert_eq!(strength.relative, Some(1.0));
+    assert!(strength.raw_per_unit.unwrap() > 0.0 && strength.resid_norm.unwrap() > 0.0);
+    // Per-item values: the order-controlled propensity is the mean of both orders,
+    // and the headline's paired effect is the mean of per-item differences.
+    let item_values = |variant: &str, metric: &str, m: Option<f32>| -> Vec<f64> {
+        let v: Vec<_> = report
+            .items
+            .iter()
+            .filter(|i| i.variant == variant && i.metric == metric && i.multiplier == m)
+            .collect();
+        assert!(v.iter().enumerate().all(|(k, i)| i.item == k), "{variant}/{metric}");
+        v.iter().map(|i| i.value).collect()
+    };
+    let m_star = Some(report.chosen_multiplier);
+    for (variant, m) in [("unsteered", Some(0.0)), ("steered", m_star), ("random", m_star)] {
+        let given = item_values(variant, "logit_diff_given_order", m);
+        let exchanged = item_values(variant, "logit_diff_exchanged_order", m);
+        let controlled = item_values(variant, "logit_diff", m);
+        assert_eq!(controlled.len(), 6);
+        for i in 0..6 {
+            assert!((controlled[i] - (given[i] + exchanged[i]) / 2.0).abs() < 1e-12);
+        }
+        assert_eq!(item_values(variant, "letter_bias", m).len(), 6);
+    }
+    let steered = item_values("steered", "logit_diff", m_star);
+    let plain = item_values("unsteered", "logit_diff", Some(0.0));
+    let diff: f64 = steered.iter().zip(&plain).map(|(a, b)| a - b).sum::<f64>() / 6.0;
+    let h = &report.headline;
+    assert!((h.vs_unsteered.effect.mean - diff).abs() < 1e-12);
+    assert!(h.vs_unsteered.effect.low <= diff && diff <= h.vs_unsteered.effect.high);
+    assert!((0.0..=1.0).contains(&h.vs_unsteered.p));
+    assert_eq!(item_values("steered", "slope", None), report.steerability[0].1.per_item);
+    assert_eq!(
+        item_values("unsteered", "open_logprob_diff", Some(0.0)).len(),
+        6,
+        "every CAA item has an open-ended form"
+    );
     // Multiplier 0 is the unsteered model for both variants; intervals bracket means.
     let at = |variant: &str, m: f32| {
         report
@@ -177,6 +236,7 @@ fn mcq_slice_with_the_default_model() {
         [
             "fit",
             "validation",
+            "fluency",
             "test",
             "open-ended",
             "generations",

@@ -19,8 +19,8 @@ use crate::write_atomic;
 pub struct Outcome {
     /// Result rows.
     pub rows: Vec<ResultRow>,
-    /// Per-item values: `(item, variant, multiplier, value)`.
-    pub items: Vec<(usize, &'static str, Option<f32>, f64)>,
+    /// Every test item's values under every variant.
+    pub items: Vec<steer_suites::protocol::ItemValue>,
     /// Kept generations.
     pub generations: Vec<Generation>,
 }
@@ -36,18 +36,6 @@ pub fn evaluate(
     quiet: bool,
     show: &dyn Fn(&mut dyn FnMut()),
 ) -> Result<Outcome> {
-    let slopes = |steer: &[(&'static str, steer_suites::protocol::Steerability)]| {
-        let mut items = Vec::new();
-        for (variant, s) in steer {
-            let name = if *variant == "random" {
-                "random_slope"
-            } else {
-                "steered_slope"
-            };
-            items.extend(s.per_item.iter().enumerate().map(|(i, v)| (i, name, None, *v)));
-        }
-        items
-    };
     Ok(match task.spec.format {
         Format::IclPairs => {
             let report = steer_suites::protocol::evaluate_icl(subject, task, method, opts)?;
@@ -56,7 +44,7 @@ pub fn evaluate(
             }
             Outcome {
                 rows: report.rows,
-                items: Vec::new(),
+                items: report.items,
                 generations: Vec::new(),
             }
         }
@@ -80,7 +68,7 @@ pub fn evaluate(
                 }
             }
             Outcome {
-                items: slopes(&report.steerability),
+                items: report.items,
                 rows: report.rows,
                 generations,
             }
@@ -91,7 +79,7 @@ pub fn evaluate(
                 show(&mut || crate::print_report(&report));
             }
             Outcome {
-                items: slopes(&report.steerability),
+                items: report.items,
                 rows: report.rows,
                 generations: report.generations,
             }
@@ -174,6 +162,7 @@ impl Drop for Lock {
 #[derive(Serialize)]
 struct Sidecar<'a> {
     steerbench_version: &'a str,
+    protocol: u32,
     git_commit: &'a str,
     model: &'a str,
     model_sha256: &'a str,
@@ -339,14 +328,7 @@ pub fn run_units(subject: &Subject, units: &[Unit], settings: &BenchSettings) ->
             std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
         }
         write_atomic(&csv, &steer_suites::rows::to_csv(&outcome.rows)?)?;
-        let mut text = String::from("item,variant,multiplier,value\n");
-        for (i, variant, m, v) in &outcome.items {
-            text.push_str(&format!(
-                "{i},{variant},{},{v}\n",
-                m.map_or(String::new(), |m| m.to_string())
-            ));
-        }
-        write_atomic(&items, text.as_bytes())?;
+        write_atomic(&items, items_csv(&outcome.items).as_bytes())?;
         let mut text = String::new();
         for g in &outcome.generations {
             text.push_str(&serde_json::to_string(g)?);
@@ -356,6 +338,7 @@ pub fn run_units(subject: &Subject, units: &[Unit], settings: &BenchSettings) ->
         let first = outcome.rows.first();
         let side = Sidecar {
             steerbench_version: env!("CARGO_PKG_VERSION"),
+            protocol: steer_suites::protocol::PROTOCOL_VERSION,
             git_commit: &commit,
             model: settings.model,
             model_sha256: &subject.sha256,
@@ -408,6 +391,23 @@ pub fn run_units(subject: &Subject, units: &[Unit], settings: &BenchSettings) ->
     phases.bar.finish_and_clear();
     bar.finish_and_clear();
     Ok((todo.len(), skipped))
+}
+
+/// The per-item file: a header, then `item,variant,metric,multiplier,value`
+/// per value (values in their shortest exact form, so they read back bit for bit).
+pub fn items_csv(items: &[steer_suites::protocol::ItemValue]) -> String {
+    let mut text = String::from("item,variant,metric,multiplier,value\n");
+    for it in items {
+        text.push_str(&format!(
+            "{},{},{},{},{}\n",
+            it.item,
+            it.variant,
+            it.metric,
+            it.multiplier.map_or(String::new(), |m| m.to_string()),
+            it.value
+        ));
+    }
+    text
 }
 
 /// Appends a line to `results/runs/timings.tsv`, the one file that differs

@@ -512,7 +512,9 @@ fn run(cli: Cli) -> Result<()> {
                 (Some(path), _) => {
                     let mut items = ab::read_items(&path)?;
                     items.truncate(limit.unwrap_or(usize::MAX));
-                    (ab::training_set(&loaded.tokenizer, &items)?, path)
+                    // Both answer orders of every item, as the protocol fits: the contrast cannot be a letter.
+                    let both = ab::both_orders(&items).with_context(|| format!("{}", path.display()))?;
+                    (ab::training_set(&loaded.tokenizer, &both)?, path)
                 }
                 (None, Some(id)) => {
                     let (suite, name) = id
@@ -1027,7 +1029,47 @@ fn print_report(r: &steer_suites::protocol::McqReport) {
             e.gap.n
         );
     }
+    print_headline(&r.headline);
     print_damage(r.perplexity, &r.capability);
+}
+
+/// Prints how the headline configuration was chosen and its paired effects.
+fn print_headline(h: &steer_suites::protocol::Headline) {
+    let layer = |l: Option<usize>| l.map_or("all".to_string(), |l| l.to_string());
+    let sel = &h.selection;
+    match (&sel.ratios, sel.constrained) {
+        (Some(r), true) => println!(
+            "headline: the best validation point within {}× the unsteered validation perplexity (ratio {:.3}); unconstrained choice: layer {}, multiplier {} (ratio {:.3})",
+            steer_suites::fluency::FLUENCY_BOUND,
+            r[sel.headline],
+            layer(h.unconstrained.0),
+            h.unconstrained.1,
+            r[sel.unconstrained]
+        ),
+        (Some(r), false) => println!(
+            "headline: no positive point stays within {}× the unsteered validation perplexity; the unconstrained choice is reported (ratio {:.3})",
+            steer_suites::fluency::FLUENCY_BOUND,
+            r[sel.unconstrained]
+        ),
+        (None, _) => println!("headline: the unconstrained choice (no perplexity task, so no fluency check)"),
+    }
+    if let Some(rel) = h.strength.relative {
+        let raw = h.strength.raw_per_unit.map_or(String::new(), |r| {
+            format!(" (the method's own vector × {r:.3} per unit)")
+        });
+        println!("strength: multiplier 1 = {rel:.3} of the mean residual-stream norm{raw}");
+    }
+    let show = |name: &str, p: &steer_suites::stats::Paired| {
+        println!(
+            "{name}: {:+.4} [{:+.4}, {:+.4}], sign-flip p = {:.4} ({} items)",
+            p.effect.mean, p.effect.low, p.effect.high, p.p, p.effect.n
+        )
+    };
+    show(&format!("paired effect on {} vs unsteered", h.metric), &h.vs_unsteered);
+    show("paired effect vs the random steering", &h.vs_random);
+    if let Some(p) = &h.unconstrained_vs_unsteered {
+        show("unconstrained choice vs unsteered", p);
+    }
 }
 
 /// Prints the choice and the test table of a function-task evaluation.
@@ -1059,6 +1101,7 @@ fn print_icl_report(r: &steer_suites::protocol::IclReport) {
             e.mean, e.low, e.high
         );
     }
+    print_headline(&r.headline);
     print_damage(r.perplexity, &r.capability);
 }
 
@@ -1190,6 +1233,7 @@ fn print_sentiment_report(r: &steer_suites::sentiment::SentimentReport) {
             println!("  {:<9} {first}{}", g.variant, g.texts[0].replace('\n', " "));
         }
     }
+    print_headline(&r.headline);
     print_damage(r.perplexity, &r.capability);
 }
 

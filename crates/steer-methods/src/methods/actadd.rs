@@ -28,7 +28,7 @@ impl DirectionMethod for ActAdd {
             paper: "Turner et al. 2023, Steering Language Models With Activation Engineering, arXiv:2308.10248",
             summary: "the activation difference of one contrast pair at the last token",
             hyperparameters: &PARAMS,
-            multipliers: &[-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0],
+            multipliers: crate::RELATIVE_GRID,
         }
     }
 

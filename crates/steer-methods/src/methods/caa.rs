@@ -20,7 +20,7 @@ impl DirectionMethod for Caa {
             paper: "Panickssery et al. 2023, Steering Llama 2 via Contrastive Activation Addition, arXiv:2312.06681",
             summary: "mean difference of the residual stream at the answer letter between matching and non-matching A/B completions",
             hyperparameters: &[],
-            multipliers: &[-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0],
+            multipliers: crate::RELATIVE_GRID,
         }
     }
 

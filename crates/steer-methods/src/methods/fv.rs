@@ -217,7 +217,7 @@ impl SteeringMethod for FunctionVector {
             paper: "Todd et al. 2023, Function Vectors in Large Language Models, arXiv:2310.15213",
             summary: "sum of the o_proj-projected mean outputs of the heads with the largest average indirect effect",
             hyperparameters: &PARAMS,
-            multipliers: &[-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0],
+            multipliers: crate::RELATIVE_GRID,
         }
     }
 

@@ -28,7 +28,7 @@ impl DirectionMethod for PcaDifferences {
             paper: "Zou et al. 2023, Representation Engineering: A Top-Down Approach to AI Transparency, arXiv:2310.01405",
             summary: "first principal component of the paired activation differences, oriented and scaled by the mean difference",
             hyperparameters: &PARAMS,
-            multipliers: &[-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0],
+            multipliers: crate::RELATIVE_GRID,
         }
     }
 

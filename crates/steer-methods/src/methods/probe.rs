@@ -42,7 +42,7 @@ impl DirectionMethod for Probe {
             paper: "Alain & Bengio 2016, linear classifier probes, arXiv:1610.01644; probe directions as in Li et al. 2023, Inference-Time Intervention, arXiv:2306.03341",
             summary: "weights of an L2-regularised logistic regression separating positive from negative activations",
             hyperparameters: &PARAMS,
-            multipliers: &[-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0],
+            multipliers: crate::RELATIVE_GRID,
         }
     }
 

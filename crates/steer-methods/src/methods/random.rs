@@ -22,7 +22,7 @@ impl DirectionMethod for RandomDirection {
             paper: "control baseline (no source paper); motivated by Tan et al. 2024, arXiv:2407.12404",
             summary: "a seeded uniformly random direction scaled to the norm of the CAA mean difference",
             hyperparameters: &[],
-            multipliers: &[-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0],
+            multipliers: crate::RELATIVE_GRID,
         }
     }
 
