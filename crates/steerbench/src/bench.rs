@@ -179,7 +179,8 @@ struct Sidecar<'a> {
     rows: usize,
 }
 
-/// The commit of the source tree, with `+dirty` when it has uncommitted changes, or `unknown`.
+/// The commit of the source tree, with `+dirty` when it has uncommitted
+/// changes outside `results/`, or `unknown`.
 pub fn git_commit() -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let run = |args: &[&str]| {
@@ -193,7 +194,9 @@ pub fn git_commit() -> String {
     };
     match run(&["rev-parse", "HEAD"]) {
         Some(head) => {
-            let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            // `results/` is generated and changes while a run writes it: only the sources count.
+            let dirty = run(&["status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"])
+                .is_some_and(|s| !s.is_empty());
             if dirty { format!("{head}+dirty") } else { head }
         }
         None => "unknown".into(),
