@@ -71,8 +71,8 @@ fn table(dir: &Path) -> (Vec<String>, Vec<BTreeMap<String, String>>) {
 fn columns_hold_the_hand_computed_values_in_leaderboard_order() {
     let dir = results("values");
     let summary = build(&dir).unwrap();
-    assert_eq!(summary.runs, 5);
-    assert_eq!(summary.rows, 5);
+    assert_eq!(summary.runs, 6);
+    assert_eq!(summary.rows, 6);
     let (header, rows) = table(&dir);
     assert_eq!(
         header,
@@ -82,26 +82,44 @@ fn columns_hold_the_hand_computed_values_in_leaderboard_order() {
             "suite",
             "task",
             "metric",
+            "verdict",
             "chosen_layer",
             "chosen_multiplier",
+            "relative_strength",
+            "raw_multiplier",
+            "fluency_constrained",
             "unsteered",
             "steered",
             "steered_ci_low",
             "steered_ci_high",
             "effect",
+            "effect_ci_low",
+            "effect_ci_high",
+            "p_unsteered",
+            "p_holm",
             "random_effect",
             "effect_vs_random",
+            "p_random",
             "effect_vs_prompting",
+            "p_prompting",
             "anti_steerable_fraction",
+            "random_anti_steerable_fraction",
             "steerability",
+            "letter_bias",
+            "delta_letter_bias",
+            "unconstrained_layer",
+            "unconstrained_multiplier",
+            "unconstrained_effect",
             "mcq_minus_open_effect",
             "delta_perplexity",
+            "perplexity_ratio",
             "delta_tinybench_accuracy",
             "delta_acc_arc",
             "delta_acc_mmlu",
             "n_test",
             "seed",
             "task_version",
+            "protocol",
         ]
     );
     let order: Vec<(&str, &str)> = rows
@@ -113,6 +131,7 @@ fn columns_hold_the_hand_computed_values_in_leaderboard_order() {
         [
             ("prompting", "antonym"),
             ("caa", "antonym"),
+            ("probe", "refusal"),
             ("caa", "sycophancy"),
             ("prompting", "sycophancy"),
             ("caa", "positivity"),
@@ -126,7 +145,7 @@ fn columns_hold_the_hand_computed_values_in_leaderboard_order() {
     // caa on sycophancy: logit_diff 0.5 unsteered, 2.0 steered at multiplier 1,
     // 0.75 with the random vector; prompting's effect there is 1.0 - 0.5.
     expect(
-        &rows[2],
+        &rows[3],
         &[
             ("model", "tiny"),
             ("suite", "mcq"),
@@ -151,11 +170,59 @@ fn columns_hold_the_hand_computed_values_in_leaderboard_order() {
             ("n_test", "10"),
             ("seed", "7"),
             ("task_version", "2"),
+            // A protocol-1 run: no paired columns, and a verdict that says so.
+            ("protocol", "1"),
+            ("verdict", "rerun (protocol 1)"),
+            ("effect_ci_low", ""),
+            ("p_unsteered", ""),
+            ("letter_bias", ""),
+            ("perplexity_ratio", "1.200000"),
         ],
     );
+    // probe on refusal, a protocol-2 run: six items whose paired differences
+    // against the unsteered model are 1, 0.5, 1.5, 2, 1, 0.5 and against the
+    // random steering 0.75, 0.75, 1, 2, 0.75, 0.5 — all positive, so of the
+    // 2^6 sign patterns only the observed one and its negation are as
+    // extreme: p = 2/64 for both. It is the only row with a p-value, so Holm
+    // leaves it alone, and it stays within the fluency bound: it steers.
+    expect(
+        &rows[2],
+        &[
+            ("verdict", "steers"),
+            ("chosen_layer", "4"),
+            ("chosen_multiplier", "0.5"),
+            ("relative_strength", "0.500000"),
+            ("raw_multiplier", "12.500000"),
+            ("fluency_constrained", "1"),
+            ("unsteered", "0.166667"),
+            ("steered", "1.250000"),
+            ("effect", "1.083333"),
+            ("p_unsteered", "0.031250"),
+            ("p_holm", "0.031250"),
+            ("effect_vs_random", "0.958333"),
+            ("p_random", "0.031250"),
+            ("anti_steerable_fraction", "0.166667"),
+            ("random_anti_steerable_fraction", "0.500000"),
+            ("letter_bias", "0.500000"),
+            ("delta_letter_bias", "0.100000"),
+            ("unconstrained_layer", "4"),
+            ("unconstrained_multiplier", "1"),
+            ("unconstrained_effect", "2.000000"),
+            ("perplexity_ratio", "1.100000"),
+            ("delta_tinybench_accuracy", "-0.010000"),
+            ("n_test", "6"),
+            ("protocol", "2"),
+        ],
+    );
+    // Its interval is the bootstrap of the six differences with the run's seed.
+    let d = [1.0, 0.5, 1.5, 2.0, 1.0, 0.5];
+    let e = steer_stats::bootstrap(&d, 1000, 5);
+    assert_eq!(rows[2]["effect_ci_low"], format!("{:.6}", e.low));
+    assert_eq!(rows[2]["effect_ci_high"], format!("{:.6}", e.high));
+    assert!(0.5 <= e.low && e.low < e.mean && e.mean < e.high && e.high <= 2.0);
     // prompting on sycophancy: no single layer, no open-ended rows, one capability task.
     expect(
-        &rows[3],
+        &rows[4],
         &[
             ("chosen_layer", ""),
             ("chosen_multiplier", "1"),
@@ -205,7 +272,7 @@ fn columns_hold_the_hand_computed_values_in_leaderboard_order() {
     // A suite with metrics of its own: the first steered test metric (logprob_diff), not
     // the unsteered vader_compound row before it; no prompting run, so no comparison.
     expect(
-        &rows[4],
+        &rows[5],
         &[
             ("suite", "sentiment"),
             ("metric", "logprob_diff"),
@@ -231,7 +298,11 @@ fn markdown_and_plots_are_written() {
     assert!(md.contains("[README.md](README.md)"), "{md}");
     let suites: Vec<&str> = md.lines().filter(|l| l.starts_with("## ")).collect();
     assert_eq!(suites, ["## icl", "## mcq", "## sentiment"]);
-    assert!(md.contains("| tiny | caa | sycophancy | logit_diff | 3 | 1 | 0.500 | 2.000 [1.500, 2.500] | 1.500 | 1.250 | 1.000 | 1.250 | 0.100 | 2.000 | -0.030 |"), "{md}");
+    assert!(md.contains("| tiny | caa | sycophancy | logit_diff | rerun (protocol 1) | 3 | 1 | – | 0.500 | 1.500 | – | 1.250 | 1.000 | 0.100 | – | – | 1.200 | -0.030 |"), "{md}");
+    assert!(
+        md.contains("| tiny | probe | refusal | logit_diff | steers | 4 | 0.5 | 0.500 | 0.167 | 1.083 ["),
+        "{md}"
+    );
 
     let plots: Vec<String> = std::fs::read_dir(dir.join("plots"))
         .unwrap()
@@ -243,9 +314,11 @@ fn markdown_and_plots_are_written() {
         plots,
         [
             "dose_icl_antonym.svg",
+            "dose_mcq_refusal.svg",
             "dose_mcq_sycophancy.svg",
             "dose_sentiment_positivity.svg",
             "pareto.svg",
+            "steerability_mcq_refusal.svg",
             "steerability_mcq_sycophancy.svg",
         ]
     );
@@ -314,7 +387,7 @@ fn no_runs_give_an_empty_leaderboard() {
     let summary = build(&dir).unwrap();
     assert_eq!((summary.runs, summary.rows), (0, 0));
     let (header, rows) = table(&dir);
-    assert_eq!(header.len(), 23);
+    assert_eq!(header.len(), 41);
     assert!(rows.is_empty());
     let md = std::fs::read_to_string(dir.join("LEADERBOARD.md")).unwrap();
     assert!(md.contains("No runs have been recorded yet."));
@@ -390,6 +463,37 @@ fn runs_without_one_choice_or_repeated_are_refused() {
     // Runs are read in path order: the copy comes first, the original repeats it.
     assert_eq!(path, dir.join("runs/tiny/prompting/icl/antonym.csv"));
     assert!(message.contains(&copy.display().to_string()), "{message}");
+}
+
+#[test]
+fn a_truncated_or_incomplete_items_file_is_refused() {
+    let dir = results("truncated-items");
+    let file = dir.join("runs/tiny/probe/mcq/refusal.items.csv");
+    let text = std::fs::read_to_string(&file).unwrap();
+    // Cut in the middle of the last line.
+    std::fs::write(&file, &text[..text.len() - 3]).unwrap();
+    let (path, line, message) = input_error(&dir);
+    assert_eq!((path, line), (file.clone(), Some(text.lines().count() as u64)));
+    assert!(message.contains("truncated"), "{message}");
+    // Cut at a line end: an item of a variant is missing.
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("5,steered,logit_diff"))
+        .collect();
+    std::fs::write(&file, kept.join("\n") + "\n").unwrap();
+    let (path, _, message) = input_error(&dir);
+    assert_eq!(path, file);
+    assert!(
+        message.contains("item 5 of steered/logit_diff at multiplier 0.5 is missing"),
+        "{message}"
+    );
+    // A repeated item.
+    std::fs::write(&file, text.clone() + "0,random,logit_diff,0.5,3\n").unwrap();
+    let (_, _, message) = input_error(&dir);
+    assert!(
+        message.contains("item 0 of random/logit_diff appears twice"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -272,12 +272,20 @@ type Rotation = (usize, f64, f64);
 fn tridiagonal_ql(diag: &mut [f64], off: &mut [f64]) -> Option<Vec<Rotation>> {
     let n = diag.len();
     let mut rotations = Vec::new();
+    // A coupling is negligible below ε times the matrix's norm (EISPACK tql2's
+    // test). Relative to its two diagonal entries alone, as before, a
+    // rank-deficient matrix (fewer training pairs than dimensions) never
+    // converged: between two eigenvalues that are zero up to rounding, its
+    // couplings stay at the rounding level of the whole matrix.
+    let norm = (0..n)
+        .map(|i| diag[i].abs() + off.get(i).map_or(0.0, |e| e.abs()))
+        .fold(0.0f64, f64::max);
     for l in 0..n {
         let mut iterations = 0;
         loop {
             // The first negligible coupling at or after l splits off a block l..=m.
             let mut m = l;
-            while m + 1 < n && off[m].abs() > f64::EPSILON * (diag[m].abs() + diag[m + 1].abs()) {
+            while m + 1 < n && off[m].abs() > f64::EPSILON * norm {
                 m += 1;
             }
             if m == l {
@@ -451,6 +459,41 @@ mod tests {
             let a = random_symmetric(n, seed);
             let e = sym_eigen(&a, n).unwrap();
             check_decomposition(&a, n, &e, 1e-11, &format!("random {n}×{n}"));
+        }
+    }
+
+    #[test]
+    fn rank_deficient_gram_matrices_converge() {
+        // XᵀX of a few rows in many dimensions, as the affine methods meet with
+        // fewer training pairs than model dimensions: most eigenvalues are zero,
+        // and pairs of rows that nearly repeat (an item asked in both answer
+        // orders) leave nearly repeated directions.
+        for (rows, n, seed) in [(6, 120, 11), (12, 200, 12), (48, 300, 13)] {
+            let base = random_symmetric(rows.max(n), seed);
+            let mut x = vec![0.0f64; rows * n];
+            for r in 0..rows {
+                for c in 0..n {
+                    // Row 2k + 1 is row 2k plus a small change.
+                    let src = r - r % 2;
+                    x[r * n + c] = base[src * n + c]
+                        + if r % 2 == 1 {
+                            1e-3 * base[(src + 1) * n + c]
+                        } else {
+                            0.0
+                        };
+                }
+            }
+            let mut a = vec![0.0f64; n * n];
+            for i in 0..n {
+                for j in 0..n {
+                    a[i * n + j] = (0..rows).map(|r| x[r * n + i] * x[r * n + j]).sum();
+                }
+            }
+            let e = sym_eigen(&a, n).unwrap();
+            let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            check_decomposition(&a, n, &e, 1e-10, &format!("gram {rows}×{n}"));
+            let zeros = e.values.iter().filter(|v| v.abs() <= 1e-9 * scale).count();
+            assert!(zeros >= n - rows, "{zeros} zero eigenvalues of {n}");
         }
     }
 

@@ -103,7 +103,7 @@ fn mcq_slice_with_the_default_model() {
             r.is_finite() && *r > 0.0 && p.multiplier != 0.0,
             "{p:?} {r}"
         );
-        assert_eq!(p.perplexity_ratio, (p.multiplier > 0.0).then_some(*r));
+        assert_eq!(p.perplexity_ratio, (p.multiplier >= 0.0).then_some(*r));
     }
     // Additive vectors are rescaled to the residual stream: multiplier 1 is its mean norm.
     let strength = report.headline.strength;
