@@ -14,6 +14,9 @@ and items, and recomputes:
   p_holm            Holm's adjustment over every row's p_unsteered
   letter_bias, delta_letter_bias, anti_steerable_fraction,
   random_anti_steerable_fraction, perplexity_ratio, verdict
+  min_detectable_effect  (1.959964 + 0.841621) * sd(differences) / sqrt(n)
+  ood_effect_<shift>     mean of steered(m*) - unsteered(0) under each prompt
+                         shift, and ood_mean_effect, their mean
 
 Means, shares and ratios must match to 1e-6. Bootstrap intervals and
 sampled p-values use another random generator than steerbench, so they are
@@ -109,7 +112,8 @@ def recompute(run_csv):
     find = lambda variant, metric: next((r for r in rows if r["variant"] == variant and r["metric"] == metric), None)
     effect_row = next(
         r for r in rows
-        if r["variant"] == "steered" and r["split"] == "test" and r["metric"].startswith("effect_") and r["metric"] != "effect_vs_random"
+        if r["variant"] == "steered" and r["split"] == "test" and r["metric"].startswith("effect_")
+        and not r["metric"].startswith("effect_vs_random") and not r["metric"].startswith("effect_ood_")
     )
     metric = effect_row["metric"][len("effect_"):]
     choice = find("choice", "chosen")
@@ -128,6 +132,18 @@ def recompute(run_csv):
         "ci": bootstrap(d), "_steered": steered,
         "metric": metric,
     }
+    if len(d) > 1:
+        sd = math.sqrt(sum((x - mean(d)) ** 2 for x in d) / (len(d) - 1))
+        out["min_detectable_effect"] = (1.959964 + 0.841621) * sd / math.sqrt(len(d))
+    shifts = ["system_towards", "system_away", "user_towards", "user_away", "multi_turn"]
+    if values(items, "unsteered", f"logit_diff_ood_{shifts[0]}", 0.0):
+        ood = []
+        for shift in shifts:
+            plain = values(items, "unsteered", f"logit_diff_ood_{shift}", 0.0)
+            moved = values(items, "steered", f"logit_diff_ood_{shift}", m)
+            out[f"ood_effect_{shift}"] = mean([a - b for a, b in zip(moved, plain)])
+            ood.append(out[f"ood_effect_{shift}"])
+        out["ood_mean_effect"] = mean(ood)
     bias0 = values(items, "unsteered", "letter_bias", 0.0)
     if bias0:
         out["letter_bias"] = mean(bias0)
@@ -175,7 +191,9 @@ def main():
             continue
         close = lambda col, v, tol=1e-6: row[col] != "" and abs(float(row[col]) - v) <= tol * max(1.0, abs(v))
         for col in ["effect", "effect_vs_random", "letter_bias", "delta_letter_bias", "anti_steerable_fraction",
-                    "random_anti_steerable_fraction", "perplexity_ratio"]:
+                    "random_anti_steerable_fraction", "perplexity_ratio", "min_detectable_effect",
+                    "ood_effect_system_towards", "ood_effect_system_away", "ood_effect_user_towards",
+                    "ood_effect_user_away", "ood_effect_multi_turn", "ood_mean_effect"]:
             if col in r and not close(col, r[col]):
                 problems.append(f"{key}: {col} {row[col]} vs recomputed {r[col]}")
         for col, exact in [("p_unsteered", r["exact"]), ("p_random", r["exact_random"])]:

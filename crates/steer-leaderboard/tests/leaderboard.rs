@@ -97,6 +97,7 @@ fn columns_hold_the_hand_computed_values_in_leaderboard_order() {
             "effect_ci_high",
             "p_unsteered",
             "p_holm",
+            "min_detectable_effect",
             "random_effect",
             "effect_vs_random",
             "p_random",
@@ -111,6 +112,12 @@ fn columns_hold_the_hand_computed_values_in_leaderboard_order() {
             "unconstrained_multiplier",
             "unconstrained_effect",
             "mcq_minus_open_effect",
+            "ood_effect_system_towards",
+            "ood_effect_system_away",
+            "ood_effect_user_towards",
+            "ood_effect_user_away",
+            "ood_effect_multi_turn",
+            "ood_mean_effect",
             "delta_perplexity",
             "perplexity_ratio",
             "delta_tinybench_accuracy",
@@ -208,6 +215,13 @@ fn columns_hold_the_hand_computed_values_in_leaderboard_order() {
             ("unconstrained_layer", "4"),
             ("unconstrained_multiplier", "1"),
             ("unconstrained_effect", "2.000000"),
+            // Under the five prompt shifts every item moves by 0.1, 0.2, …, 0.5.
+            ("ood_effect_system_towards", "0.100000"),
+            ("ood_effect_system_away", "0.200000"),
+            ("ood_effect_user_towards", "0.300000"),
+            ("ood_effect_user_away", "0.400000"),
+            ("ood_effect_multi_turn", "0.500000"),
+            ("ood_mean_effect", "0.300000"),
             ("perplexity_ratio", "1.100000"),
             ("delta_tinybench_accuracy", "-0.010000"),
             ("n_test", "6"),
@@ -220,6 +234,12 @@ fn columns_hold_the_hand_computed_values_in_leaderboard_order() {
     assert_eq!(rows[2]["effect_ci_low"], format!("{:.6}", e.low));
     assert_eq!(rows[2]["effect_ci_high"], format!("{:.6}", e.high));
     assert!(0.5 <= e.low && e.low < e.mean && e.mean < e.high && e.high <= 2.0);
+    // The smallest detectable effect: (z₀.₉₇₅ + z₀.₈) · sd / √6 of the same differences.
+    assert_eq!(rows[2]["min_detectable_effect"], "0.668543");
+    assert_eq!(
+        rows[2]["min_detectable_effect"],
+        format!("{:.6}", steer_stats::min_detectable_effect(&d))
+    );
     // prompting on sycophancy: no single layer, no open-ended rows, one capability task.
     expect(
         &rows[4],
@@ -297,11 +317,20 @@ fn markdown_and_plots_are_written() {
     let md = std::fs::read_to_string(dir.join("LEADERBOARD.md")).unwrap();
     assert!(md.contains("[README.md](README.md)"), "{md}");
     let suites: Vec<&str> = md.lines().filter(|l| l.starts_with("## ")).collect();
-    assert_eq!(suites, ["## icl", "## mcq", "## sentiment"]);
-    assert!(md.contains("| tiny | caa | sycophancy | logit_diff | rerun (protocol 1) | 3 | 1 | – | 0.500 | 1.500 | – | 1.250 | 1.000 | 0.100 | – | – | 1.200 | -0.030 |"), "{md}");
+    assert_eq!(suites, ["## icl", "## mcq", "## sentiment", "## Across rows"]);
+    assert!(md.contains("| tiny | caa | sycophancy | logit_diff | rerun (protocol 1) | 3 | 1 | – | 0.500 | 1.500 | – | 1.250 | 1.000 | 0.100 | – | – | – | 1.200 | -0.030 |"), "{md}");
     assert!(
         md.contains("| tiny | probe | refusal | logit_diff | steers | 4 | 0.5 | 0.500 | 0.167 | 1.083 ["),
         "{md}"
+    );
+    // The summary across rows counts verdicts and compares ID and OOD effects
+    // where a run has them (only the protocol-2 probe run: too few for r).
+    let across = &md[md.find("## Across rows").expect("a summary section")..];
+    assert!(across.contains("1 steers"), "{across}");
+    assert!(across.contains("rerun (protocol 1)"), "{across}");
+    assert!(
+        across.contains("over 1 rows, Pearson's r between `effect` and `ood_mean_effect` is –; the two have the same sign in 1 of them."),
+        "{across}"
     );
 
     let plots: Vec<String> = std::fs::read_dir(dir.join("plots"))
@@ -387,7 +416,7 @@ fn no_runs_give_an_empty_leaderboard() {
     let summary = build(&dir).unwrap();
     assert_eq!((summary.runs, summary.rows), (0, 0));
     let (header, rows) = table(&dir);
-    assert_eq!(header.len(), 41);
+    assert_eq!(header.len(), 48);
     assert!(rows.is_empty());
     let md = std::fs::read_to_string(dir.join("LEADERBOARD.md")).unwrap();
     assert!(md.contains("No runs have been recorded yet."));

@@ -10,7 +10,10 @@ use rand::{Rng, SeedableRng};
 use steer_methods::{FitConfig, Steering, SteeringKind, SteeringMethod, TrainingSet};
 use steer_model::{ChatTokenizer, Llama};
 
-use crate::ab::{AbItem, both_orders, letter_margins, order_controlled, prompts_and_letters, read_items, training_set};
+use crate::ab::{
+    AbItem, SHIFTS, both_orders, letter_margins, order_controlled, prompts_and_letters, read_items,
+    shifted_before_letter, training_set,
+};
 use crate::rows::ResultRow;
 use crate::spec::{Format, Task};
 use crate::split::train_validation;
@@ -109,6 +112,8 @@ pub(crate) enum Phase {
     Test,
     /// Open-ended (free-text) scoring of the behaviour.
     OpenEnded,
+    /// The test items under prompt shifts ([`crate::ab::SHIFTS`]).
+    Ood,
     /// Greedy continuations kept as examples.
     Generations,
     /// A damage measurement on the task with this id.
@@ -124,6 +129,7 @@ impl Phase {
             Phase::Fluency => "fluency",
             Phase::Test => "test",
             Phase::OpenEnded => "open-ended",
+            Phase::Ood => "ood",
             Phase::Generations => "generations",
             Phase::Damage(task) => task,
         }
@@ -267,10 +273,26 @@ pub struct McqReport {
     pub seconds: [f64; 3],
     /// The headline configuration and its paired effects.
     pub headline: Headline,
+    /// The headline's effects under each prompt shift, in [`SHIFTS`] order.
+    pub ood: Vec<OodEffect>,
     /// Every test item's values under every variant.
     pub items: Vec<ItemValue>,
     /// The result rows.
     pub rows: Vec<ResultRow>,
+}
+
+/// The headline configuration on the test items under one prompt shift
+/// (order-controlled propensity, both answer orders).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OodEffect {
+    /// The shift's name ([`crate::ab::Shift::name`]).
+    pub shift: &'static str,
+    /// Mean propensity of the unsteered model under the shift.
+    pub unsteered: Estimate,
+    /// Steered minus unsteered under the shift, per item.
+    pub vs_unsteered: Paired,
+    /// Steered minus the random steering under the shift, per item.
+    pub vs_random: Paired,
 }
 
 /// Greedy continuations of the first `opts.generations` open-ended prompts of
@@ -680,6 +702,9 @@ pub struct Headline {
     pub unconstrained_vs_unsteered: Option<Paired>,
 }
 
+/// Builds one result row from (variant, split, layer, multiplier, metric, estimate).
+pub(crate) type RowMaker<'a> = dyn Fn(&str, &str, Option<usize>, Option<f32>, &str, Estimate) -> ResultRow + 'a;
+
 /// Result rows shared by every format: how the headline was chosen, its
 /// strength and its paired effects, and each sweep point's validation
 /// perplexity ratio.
@@ -689,7 +714,7 @@ pub(crate) fn headline_rows(
     chosen: (Option<usize>, f32),
     n_val: usize,
     n_test: usize,
-    row: &dyn Fn(&str, &str, Option<usize>, Option<f32>, &str, Estimate) -> ResultRow,
+    row: &RowMaker,
 ) -> Vec<ResultRow> {
     let point = |v: f64, n: usize| Estimate {
         mean: v,
@@ -837,7 +862,7 @@ pub fn evaluate_mcq(
         }
     }
     let (layers, grid) = sweep_settings(model, method, opts)?;
-    let mut steps = vec![Phase::Fit, Phase::Validation, Phase::Test];
+    let mut steps = vec![Phase::Fit, Phase::Validation, Phase::Test, Phase::Ood];
     if opts.open_ended {
         steps.push(Phase::OpenEnded);
     }
@@ -1001,6 +1026,36 @@ pub fn evaluate_mcq(
         Some(l) => Some(predictors(&data, model, l)?),
         None => None,
     };
+
+    // The same items in both orders under each prompt shift: unsteered, and
+    // the headline and the random steering at the chosen multiplier.
+    phases.enter(Phase::Ood);
+    let mut ood = Vec::with_capacity(SHIFTS.len());
+    for shift in SHIFTS {
+        let prompts = test2
+            .iter()
+            .map(|it| shifted_before_letter(subject.tokenizer, it, shift, &task.spec.description))
+            .collect::<Result<Vec<_>>>()?;
+        let raw = letter_margins(
+            model,
+            &prompts,
+            &test_letters,
+            &[chosen.clone(), random.clone()],
+            &[0.0, chosen_multiplier],
+            opts.batch_size,
+        )?;
+        let controlled = |v: &[f32]| -> Vec<f64> { order_controlled(&test_items, v).iter().map(|c| c.0).collect() };
+        let (plain, steered, rand) = (controlled(&raw[0][0]), controlled(&raw[0][1]), controlled(&raw[1][1]));
+        push_items(&mut items, "unsteered", shift.metric(), Some(0.0), &plain);
+        push_items(&mut items, "steered", shift.metric(), Some(chosen_multiplier), &steered);
+        push_items(&mut items, "random", shift.metric(), Some(chosen_multiplier), &rand);
+        ood.push(OodEffect {
+            shift: shift.name(),
+            unsteered: bootstrap(&plain, opts.resamples, opts.seed),
+            vs_unsteered: paired(&steered, &plain, opts.resamples, opts.seed),
+            vs_random: paired(&steered, &rand, opts.resamples, opts.seed),
+        });
+    }
 
     // The same items in open-ended form, at 0 and the chosen multiplier.
     let mut open_rows: Vec<(usize, [f32; 3])> = Vec::new();
@@ -1180,6 +1235,22 @@ pub fn evaluate_mcq(
             point(p.separability, train.len()),
         ));
     }
+    for o in &ood {
+        let metric = format!("logit_diff_ood_{}", o.shift);
+        rows.push(row("unsteered", "test", chosen_layer, Some(0.0), &metric, o.unsteered));
+        for (name, p) in [("effect_ood", &o.vs_unsteered), ("effect_vs_random_ood", &o.vs_random)] {
+            let name = format!("{name}_{}", o.shift);
+            rows.push(row("steered", "test", chosen_layer, None, &name, p.effect));
+            rows.push(row(
+                "steered",
+                "test",
+                chosen_layer,
+                None,
+                &format!("p_{name}"),
+                point(p.p, n),
+            ));
+        }
+    }
     let with_suite = |mut r: ResultRow, suite: &str| {
         r.suite = suite.to_string();
         r
@@ -1227,6 +1298,7 @@ pub fn evaluate_mcq(
         generations,
         seconds: [fit_seconds, val_seconds, test_seconds],
         headline,
+        ood,
         items,
         rows,
     })

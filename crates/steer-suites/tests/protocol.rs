@@ -139,6 +139,47 @@ fn mcq_slice_with_the_default_model() {
     assert!(h.vs_unsteered.effect.low <= diff && diff <= h.vs_unsteered.effect.high);
     assert!((0.0..=1.0).contains(&h.vs_unsteered.p));
     assert_eq!(item_values("steered", "slope", None), report.steerability[0].1.per_item);
+    // Under each prompt shift: the same six items, unsteered, steered and
+    // random at the chosen multiplier; the effect is their paired difference,
+    // and its rows carry the same numbers.
+    let names: Vec<&str> = report.ood.iter().map(|o| o.shift).collect();
+    assert_eq!(
+        names,
+        [
+            "system_towards",
+            "system_away",
+            "user_towards",
+            "user_away",
+            "multi_turn"
+        ]
+    );
+    let mut moved_by_shift = 0;
+    for (o, shift) in report.ood.iter().zip(steer_suites::ab::SHIFTS) {
+        let under = item_values("unsteered", shift.metric(), Some(0.0));
+        let steered = item_values("steered", shift.metric(), m_star);
+        assert_eq!((under.len(), steered.len()), (6, 6));
+        assert_eq!(item_values("random", shift.metric(), m_star).len(), 6);
+        let d = steered.iter().zip(&under).map(|(a, b)| a - b).sum::<f64>() / 6.0;
+        assert!((o.vs_unsteered.effect.mean - d).abs() < 1e-12, "{}", o.shift);
+        assert!((o.unsteered.mean - under.iter().sum::<f64>() / 6.0).abs() < 1e-12);
+        moved_by_shift += under.iter().zip(&plain).filter(|(a, b)| (*a - *b).abs() > 1e-4).count();
+        let row = |metric: String| {
+            report
+                .rows
+                .iter()
+                .find(|r| r.metric == metric && r.split == "test")
+                .unwrap_or_else(|| panic!("no row {metric}"))
+                .value
+        };
+        assert_eq!(row(format!("effect_ood_{}", o.shift)), o.vs_unsteered.effect.mean);
+        assert_eq!(row(format!("p_effect_ood_{}", o.shift)), o.vs_unsteered.p);
+        assert_eq!(
+            row(format!("effect_vs_random_ood_{}", o.shift)),
+            o.vs_random.effect.mean
+        );
+    }
+    // The shifts change the prompts, so they change the unsteered model's margins.
+    assert!(moved_by_shift > 0);
     assert_eq!(
         item_values("unsteered", "open_logprob_diff", Some(0.0)).len(),
         6,
@@ -238,6 +279,7 @@ fn mcq_slice_with_the_default_model() {
             "validation",
             "fluency",
             "test",
+            "ood",
             "open-ended",
             "generations",
             &perplexity_id,

@@ -3,6 +3,7 @@
 use steer_suites::ab;
 
 mod bench;
+mod demo;
 mod perf;
 
 use std::collections::HashMap;
@@ -216,6 +217,39 @@ enum Command {
         /// Most tokens of each open-ended generation.
         #[arg(long, default_value_t = 64)]
         generation_tokens: usize,
+    },
+    /// The benchmark in miniature: fit a method on the sentiment task, choose
+    /// its layer and strength on validation, and report its test effect next
+    /// to a random steering and prompting, with its damage and one opening
+    /// continued unsteered, steered and with the random steering.
+    Demo {
+        /// The method shown.
+        #[arg(long, default_value = "caa")]
+        method: String,
+        /// The sentiment task.
+        #[arg(long, default_value = "sentiment/openings")]
+        task: String,
+        /// The model.
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// Openings per split (training, validation, test).
+        #[arg(long, default_value_t = 12)]
+        limit: usize,
+        /// Layers of the validation sweep, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "6,12,18")]
+        layers: Vec<usize>,
+        /// The tinybench task whose accuracy measures damage.
+        #[arg(long, default_value = "arc")]
+        capability: String,
+        /// Tokens of WikiText-2 whose perplexity measures damage.
+        #[arg(long, default_value_t = 1024)]
+        perplexity_tokens: usize,
+        /// Seed of fitting, the random baseline and the bootstrap.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The suites folder (default: the one in this source tree).
+        #[arg(long)]
+        suites: Option<PathBuf>,
     },
     /// Run every (method, task) unit of a selection into a results folder:
     /// finished units are skipped, each unit's files are written atomically,
@@ -641,6 +675,47 @@ fn run(cli: Cli) -> Result<()> {
                 s.layers().iter().map(|l| l + 1).collect::<Vec<_>>()
             );
         }
+        Command::Demo {
+            method,
+            task,
+            model,
+            limit,
+            layers,
+            capability,
+            perplexity_tokens,
+            seed,
+            suites,
+        } => {
+            let root = suites.unwrap_or_else(steer_suites::spec::default_root);
+            let catalog = steer_suites::spec::Catalog::open(&root)?;
+            find_method(&method)?;
+            let loaded = load(&model, &cli.backend)?;
+            if let Some(&l) = layers.iter().find(|&&l| l >= loaded.model.config().num_hidden_layers) {
+                bail!(
+                    "--layers: the model has {} layers, so layer {l} does not exist",
+                    loaded.model.config().num_hidden_layers
+                );
+            }
+            let kept = steer_suites::unsteered::UnsteeredCache::new();
+            let subject = steer_suites::protocol::Subject {
+                model: &loaded.model,
+                tokenizer: &loaded.tokenizer,
+                name: model.clone(),
+                sha256: loaded.sha256()?,
+                progress: None,
+                unsteered: Some(&kept),
+            };
+            let settings = demo::DemoSettings {
+                method,
+                task,
+                limit,
+                layers,
+                capability,
+                perplexity_tokens,
+                seed,
+            };
+            demo::run(&subject, &catalog, &settings)?;
+        }
         Command::Eval {
             method,
             suite,
@@ -1030,6 +1105,29 @@ fn print_report(r: &steer_suites::protocol::McqReport) {
         );
     }
     print_headline(&r.headline);
+    if !r.ood.is_empty() {
+        println!(
+            "{:<15} {:>26} {:>36} {:>36}",
+            "prompt shift", "unsteered logit diff", "effect vs unsteered [95% CI], p", "effect vs random [95% CI], p"
+        );
+        for o in &r.ood {
+            let cell = |p: &steer_suites::stats::Paired| {
+                format!(
+                    "{:+.4} [{:+.4}, {:+.4}], {:.3}",
+                    p.effect.mean, p.effect.low, p.effect.high, p.p
+                )
+            };
+            println!(
+                "{:<15} {:>9.4} [{:>7.4}, {:>7.4}] {:>36} {:>36}",
+                o.shift,
+                o.unsteered.mean,
+                o.unsteered.low,
+                o.unsteered.high,
+                cell(&o.vs_unsteered),
+                cell(&o.vs_random)
+            );
+        }
+    }
     print_damage(r.perplexity, &r.capability);
 }
 

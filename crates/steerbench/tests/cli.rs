@@ -675,6 +675,65 @@ fn eval_and_train_on_tasks() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn demo_reports_a_method_against_its_baselines_with_its_damage() {
+    let model = default_model();
+    let model = model.to_str().unwrap();
+    let small = [
+        "--model",
+        model,
+        "--limit",
+        "4",
+        "--layers",
+        "9",
+        "--perplexity-tokens",
+        "200",
+    ];
+    let out = steerbench(&[&["demo"][..], &small[..]].concat());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for needle in [
+        "caa on sentiment/openings: 4 test openings; chosen on validation: layer 9",
+        "caa (steered − unsteered)",
+        "random steering, same size",
+        "prompting (prompted − unsteered)",
+        "caa − random",
+        "caa − prompting",
+        "anti-steerable openings",
+        "WikiText-2 perplexity: unsteered",
+        "tinybench/arc weighted accuracy",
+        "the first test opening, continued greedily",
+        "cargo xtask bench --method all --suite all --profile quick",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in\n{stdout}");
+    }
+    for variant in ["unsteered", "positive", "negative", "random"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(variant) && l.contains('×')),
+            "no {variant} continuation in\n{stdout}"
+        );
+    }
+    // Bad input is a one-line error.
+    for (args, needle) in [
+        (
+            vec!["demo", "--task", "mcq/sycophancy"],
+            "the demo runs a sentiment task",
+        ),
+        (vec!["demo", "--method", "nope"], "unknown method 'nope'"),
+        (vec!["demo", "--layers", "99"], "layer 99 does not exist"),
+        (vec!["demo", "--task", "openings"], "is not of the form SUITE/TASK"),
+    ] {
+        let out = steerbench(&[&args[..], &small[..2]].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(needle) && stderr.trim().lines().count() == 1,
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 /// Every file under `dir`, relative path → bytes, except the wall-time log.
 fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();
