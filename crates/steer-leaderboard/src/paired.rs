@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use steer_stats::{FLUENCY_BOUND, Paired, holm, min_detectable_effect, paired};
+use steer_stats::{FLUENCY_BOUND, Paired, holm, paired};
 
 use crate::input::{ItemValue, Row, Run};
 use crate::{Error, Result};
@@ -221,8 +221,7 @@ pub fn compute(runs: &[Run]) -> Result<Vec<RunStats>> {
             let m = row(run, "choice", "chosen").and_then(|r| r.multiplier).unwrap_or(0.0);
             stats.metric = Some(h.metric.clone());
             stats.vs_unsteered = Some(paired(&h.steered, &h.unsteered, RESAMPLES, h.seed));
-            let d: Vec<f64> = h.steered.iter().zip(&h.unsteered).map(|(a, b)| a - b).collect();
-            stats.min_detectable_effect = Some(min_detectable_effect(&d)).filter(|v| !v.is_nan());
+            stats.min_detectable_effect = stats.vs_unsteered.map(|p| p.min_detectable).filter(|v| !v.is_nan());
             let random = values(path, &items, "random", &h.metric, Some(m), n)?;
             stats.vs_random = Some(paired(&h.steered, &random, RESAMPLES, h.seed));
             let has = |variant: &str, metric: &str| items.iter().any(|v| v.variant == variant && v.metric == metric);

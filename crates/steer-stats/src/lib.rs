@@ -126,6 +126,8 @@ pub struct Paired {
     pub effect: Estimate,
     /// Two-sided sign-flip p-value that the mean difference is zero.
     pub p: f64,
+    /// The smallest mean difference these items detect ([`min_detectable_effect`]).
+    pub min_detectable: f64,
 }
 
 /// The paired comparison of `a` and `b` (same items, same order): the mean
@@ -137,6 +139,7 @@ pub fn paired(a: &[f64], b: &[f64], resamples: usize, seed: u64) -> Paired {
     Paired {
         effect: bootstrap(&d, resamples, seed),
         p: sign_flip_p(&d, PERMUTATIONS, seed),
+        min_detectable: min_detectable_effect(&d),
     }
 }
 

@@ -87,6 +87,17 @@ fn every_task_opens_and_its_data_matches_the_checksums() {
     assert_eq!(catalog.select("mcq", Some("sycophancy")).unwrap().len(), 1);
     assert_eq!(catalog.select("caa", None).unwrap().len(), 7);
     assert!(catalog.select("all", None).unwrap().len() >= 7);
+    // The standard profile: every CAA behaviour, eight persona and AI-risk
+    // sets, three function tasks and sentiment; the quick tasks among them.
+    let standard = catalog.select("standard", None).unwrap();
+    let count = |suite: &str| standard.iter().filter(|t| t.spec.suite == suite).count();
+    assert_eq!(
+        [count("mcq"), count("mwe"), count("icl"), count("sentiment")],
+        [7, 8, 3, 1]
+    );
+    for quick in catalog.select("quick", None).unwrap() {
+        assert!(standard.iter().any(|t| t.id() == quick.id()), "{}", quick.id());
+    }
     let err = catalog.select("mcq", Some("nope")).unwrap_err().to_string();
     assert!(err.contains("no task 'nope'") && err.contains("sycophancy"), "{err}");
     assert!(catalog.select("nope", None).unwrap_err().to_string().contains("mcq"));

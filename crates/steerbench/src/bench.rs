@@ -209,6 +209,8 @@ pub struct Unit<'a> {
     pub method: Box<dyn steer_methods::SteeringMethod>,
     /// The task.
     pub task: &'a Task,
+    /// Items per split of this unit, where its profile sizes it (else the settings' limit).
+    pub limit: Option<Option<usize>>,
 }
 
 /// Where a unit's files go.
@@ -318,11 +320,15 @@ pub fn run_units(subject: &Subject, units: &[Unit], settings: &BenchSettings) ->
         bar.set_message(format!("{} on {}", info.name, unit.task.id()));
         phases.bar.reset_elapsed();
         let started = Instant::now();
+        let mut opts = settings.opts.clone();
+        if let Some(limit) = unit.limit {
+            opts.limit = limit;
+        }
         let outcome = evaluate(
             &unit_subject,
             unit.task,
             unit.method.as_ref(),
-            &settings.opts,
+            &opts,
             !settings.verbose,
             &|print| bars.suspend(&mut *print),
         )?;
@@ -359,7 +365,7 @@ pub fn run_units(subject: &Subject, units: &[Unit], settings: &BenchSettings) ->
             data_sha256: first.map(|r| r.data_sha256.clone()).unwrap_or_default(),
             backend: settings.backend,
             seed: settings.opts.seed,
-            limit: settings.opts.limit,
+            limit: opts.limit,
             layers: settings.opts.layers.clone(),
             multipliers: settings.opts.multipliers.clone(),
             rows: outcome.rows.len(),
