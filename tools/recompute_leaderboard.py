@@ -208,7 +208,9 @@ def main():
                 problems.append(f"{key}: {col} {row[col]} vs recomputed {v:.6f} (bootstrap)")
         p = prompting.get((r["model"], r["suite"], r["task"]))
         if p and p is not r and row["effect_vs_prompting"] != "":
-            dp = mean([a - b for a, b in zip(r["_steered"], p["_steered"])])
+            # The column is the difference of the two effects, each against its own run's
+            # unsteered values (which agree only to float rounding between scoring paths).
+            dp = r["effect"] - p["effect"]
             if not close("effect_vs_prompting", dp):
                 problems.append(f"{key}: effect_vs_prompting {row['effect_vs_prompting']} vs recomputed {dp}")
         want = verdict(r)
