@@ -387,7 +387,7 @@ fn paired_frame(runs: &[Run]) -> Result<DataFrame> {
     let stats = crate::paired::compute(runs)?;
     let f =
         |get: &dyn Fn(&crate::paired::RunStats) -> Option<f64>| -> Vec<Option<f64>> { stats.iter().map(get).collect() };
-    let columns = vec![
+    let mut columns = vec![
         Column::new("file".into(), (0..runs.len() as u32).collect::<Vec<u32>>()),
         Column::new(
             "verdict".into(),
@@ -430,7 +430,6 @@ fn paired_frame(runs: &[Run]) -> Result<DataFrame> {
         ),
         Column::new("perplexity_ratio".into(), f(&|s| s.perplexity_ratio)),
     ];
-    let mut columns = columns;
     for (k, shift) in crate::paired::SHIFTS.iter().enumerate() {
         columns.push(Column::new(
             format!("ood_effect_{shift}").into(),

@@ -92,6 +92,20 @@ pub struct Subject<'a> {
     pub unsteered: Option<&'a crate::unsteered::UnsteeredCache>,
 }
 
+impl Subject<'_> {
+    /// The same model, name and kept measurements, with `progress` told of each phase.
+    pub fn with_progress<'b>(&'b self, progress: &'b dyn Progress) -> Subject<'b> {
+        Subject {
+            model: self.model,
+            tokenizer: self.tokenizer,
+            name: self.name.clone(),
+            sha256: self.sha256.clone(),
+            progress: Some(progress),
+            unsteered: self.unsteered,
+        }
+    }
+}
+
 /// Listens to an evaluation's phases (fitting, sweeps, each damage
 /// measurement); the runner draws them as a progress bar.
 pub trait Progress: Sync {

@@ -307,14 +307,8 @@ pub fn run_units(subject: &Subject, units: &[Unit], settings: &BenchSettings) ->
     );
     // Unsteered damage measurements are the same for every unit: each is made once.
     let kept = steer_suites::unsteered::UnsteeredCache::new();
-    let unit_subject = Subject {
-        model: subject.model,
-        tokenizer: subject.tokenizer,
-        name: subject.name.clone(),
-        sha256: subject.sha256.clone(),
-        progress: Some(&phases),
-        unsteered: Some(&kept),
-    };
+    let mut unit_subject = subject.with_progress(&phases);
+    unit_subject.unsteered = Some(&kept);
     for unit in &todo {
         let info = unit.method.info();
         bar.set_message(format!("{} on {}", info.name, unit.task.id()));

@@ -28,17 +28,14 @@ pub struct DemoSettings {
     pub seed: u64,
 }
 
-/// A phase bar across both evaluations.
-struct Bar {
-    bar: indicatif::ProgressBar,
-    method: String,
-}
+/// A phase bar across both evaluations; its prefix names the method in flight.
+struct Bar(indicatif::ProgressBar);
 
 impl Progress for Bar {
     fn phase(&self, name: &str, index: usize, count: usize) {
-        self.bar.set_length(count as u64);
-        self.bar.set_position(index as u64);
-        self.bar.set_message(format!("{}: {name}", self.method));
+        self.0.set_length(count as u64);
+        self.0.set_position(index as u64);
+        self.0.set_message(name.to_string());
     }
 }
 
@@ -71,29 +68,19 @@ pub fn run(subject: &Subject, catalog: &Catalog, settings: &DemoSettings) -> Res
          then testing it against the unsteered model, a random steering of the same size and prompting.",
         settings.method, settings.task, settings.limit, settings.layers
     );
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("[{elapsed_precise}] {bar:30} phase {pos}/{len}: {msg}")
+    let bar = Bar(indicatif::ProgressBar::new(0));
+    bar.0.set_style(
+        indicatif::ProgressStyle::with_template("[{elapsed_precise}] {bar:30} phase {pos}/{len}: {prefix}: {msg}")
             .expect("a valid progress template"),
     );
+    let shown = subject.with_progress(&bar);
     let evaluate = |m: &dyn steer_methods::SteeringMethod| -> Result<SentimentReport> {
-        let progress = Bar {
-            bar: bar.clone(),
-            method: m.info().name.to_string(),
-        };
-        let subject = Subject {
-            model: subject.model,
-            tokenizer: subject.tokenizer,
-            name: subject.name.clone(),
-            sha256: subject.sha256.clone(),
-            progress: Some(&progress),
-            unsteered: subject.unsteered,
-        };
-        Ok(steer_suites::sentiment::evaluate_sentiment(&subject, task, m, &opts)?)
+        bar.0.set_prefix(m.info().name);
+        Ok(steer_suites::sentiment::evaluate_sentiment(&shown, task, m, &opts)?)
     };
     let steered = evaluate(method.as_ref())?;
     let prompted = evaluate(prompting.as_ref())?;
-    bar.finish_and_clear();
+    bar.0.finish_and_clear();
     print!("{}", summary(&steered, &prompted, settings.seed)?);
     println!(
         "\nThe full leaderboard (every method on one task per suite, with the same baselines and damage):\n  \

@@ -415,6 +415,23 @@ fn load(spec: &str, backend: &str) -> Result<LoadedModel> {
     Ok(LoadedModel::load(spec, &device)?)
 }
 
+/// What the protocol evaluates: `loaded`, named `name` in results, with
+/// unsteered measurements kept in `unsteered` when given.
+fn subject<'a>(
+    loaded: &'a LoadedModel,
+    name: &str,
+    unsteered: Option<&'a steer_suites::unsteered::UnsteeredCache>,
+) -> Result<steer_suites::protocol::Subject<'a>> {
+    Ok(steer_suites::protocol::Subject {
+        model: &loaded.model,
+        tokenizer: &loaded.tokenizer,
+        name: name.to_string(),
+        sha256: loaded.sha256()?,
+        progress: None,
+        unsteered,
+    })
+}
+
 fn encode(model: &LoadedModel, input: &ModelPrompt) -> Result<Vec<u32>> {
     let ids = if input.chat {
         let messages = [ChatMessage {
@@ -694,21 +711,8 @@ fn run(cli: Cli) -> Result<()> {
             let catalog = steer_suites::spec::Catalog::open(&root)?;
             find_method(&method)?;
             let loaded = load(&model, &cli.backend)?;
-            if let Some(&l) = layers.iter().find(|&&l| l >= loaded.model.config().num_hidden_layers) {
-                bail!(
-                    "--layers: the model has {} layers, so layer {l} does not exist",
-                    loaded.model.config().num_hidden_layers
-                );
-            }
             let kept = steer_suites::unsteered::UnsteeredCache::new();
-            let subject = steer_suites::protocol::Subject {
-                model: &loaded.model,
-                tokenizer: &loaded.tokenizer,
-                name: model.clone(),
-                sha256: loaded.sha256()?,
-                progress: None,
-                unsteered: Some(&kept),
-            };
+            let subject = subject(&loaded, &model, Some(&kept))?;
             let settings = demo::DemoSettings {
                 method,
                 task,
@@ -801,14 +805,7 @@ fn run(cli: Cli) -> Result<()> {
             let loaded = load(&model, &cli.backend)?;
             // Several tasks share the unsteered damage measurements.
             let kept = steer_suites::unsteered::UnsteeredCache::new();
-            let subject = steer_suites::protocol::Subject {
-                model: &loaded.model,
-                tokenizer: &loaded.tokenizer,
-                name: model.clone(),
-                sha256: loaded.sha256()?,
-                progress: None,
-                unsteered: Some(&kept),
-            };
+            let subject = subject(&loaded, &model, Some(&kept))?;
             let opts = steer_suites::protocol::EvalOptions {
                 layers,
                 multipliers,
@@ -932,14 +929,7 @@ fn run(cli: Cli) -> Result<()> {
                     .collect();
                 (Some(ppl), caps)
             };
-            let subject = steer_suites::protocol::Subject {
-                model: &loaded.model,
-                tokenizer: &loaded.tokenizer,
-                name: model.clone(),
-                sha256: loaded.sha256()?,
-                progress: None,
-                unsteered: None,
-            };
+            let subject = subject(&loaded, &model, None)?;
             let settings = bench::BenchSettings {
                 results: &results,
                 model: &model,

@@ -722,7 +722,10 @@ fn demo_reports_a_method_against_its_baselines_with_its_damage() {
             "the demo runs a sentiment task",
         ),
         (vec!["demo", "--method", "nope"], "unknown method 'nope'"),
-        (vec!["demo", "--layers", "99"], "layer 99 does not exist"),
+        (
+            vec!["demo", "--layers", "99"],
+            "layer 99 is out of range: the model has 30 layers",
+        ),
         (vec!["demo", "--task", "openings"], "is not of the form SUITE/TASK"),
     ] {
         let out = steerbench(&[&args[..], &small[..2]].concat());
