@@ -14,12 +14,14 @@
 
 pub mod activations;
 pub mod direction;
+pub mod external;
 pub mod linalg;
 pub mod methods;
 pub mod registry;
 pub mod steering;
 
 pub use direction::{DirectionMethod, Directional};
+pub use external::External;
 pub use registry::{find, registry};
 pub use steering::{Steering, SteeringKind};
 
@@ -242,6 +244,12 @@ pub trait SteeringMethod: Send + Sync {
     /// fits it once.
     fn per_layer(&self) -> bool {
         true
+    }
+
+    /// Where the method's steering comes from beyond its code (a file and its
+    /// sha256 for [`External`]); written to each unit's provenance sidecar.
+    fn provenance(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
     }
 
     /// Fits one steering per layer in `layers` (a layer sweep). The default

@@ -363,8 +363,14 @@ impl Steering {
 
     /// A llama.cpp control vector (GGUF) for an additive steering at strength
     /// `multiplier`: `controlvector.model_hint`, `controlvector.layer_count`
-    /// and one f32 `direction.<n>` per layer, where llama.cpp's layer `n` is
-    /// the output of block `n - 1` (its numbering starts at 1).
+    /// and one f32 `direction.<n>` per layer.
+    ///
+    /// llama.cpp adds `direction.<n>` to the output of block `n` (0-based):
+    /// `llama_adapter_cvec::apply` stores it as the tensor of layer `n`, and
+    /// each architecture's graph calls `build_cvec(cur, il)` on block `il`'s
+    /// output. That is the block steerbench calls layer `n`, so the tensor
+    /// keeps the layer's number. llama.cpp has no slot for block 0 (its
+    /// numbering starts at 1), so a steering at layer 0 cannot be exported.
     pub fn to_control_vector(&self, model_hint: &str, n_layers: usize, multiplier: f32) -> Result<Vec<u8>> {
         let SteeringKind::Additive { vectors } = &self.kind else {
             return Err(MethodError::BadInput(
@@ -381,13 +387,219 @@ impl Steering {
                     "layer {layer} is out of range for {n_layers} layers"
                 )));
             }
+            if *layer == 0 {
+                return Err(MethodError::BadInput(
+                    "layer 0 cannot be a llama.cpp control vector: llama.cpp steers the outputs of blocks 1 and up only".into(),
+                ));
+            }
             w.add_tensor_f32(
-                format!("direction.{}", layer + 1),
+                format!("direction.{layer}"),
                 &[v.len()],
                 v.iter().map(|x| x * multiplier).collect(),
             );
         }
         w.to_bytes(std::path::Path::new("control vector"))
             .map_err(|e| MethodError::BadInput(format!("cannot write the control vector: {e}")))
+    }
+
+    /// Reads a llama.cpp control vector (from `llama-cvector-generator`,
+    /// repeng's `export_gguf` or [`Steering::to_control_vector`]) as llama.cpp
+    /// applies it: `direction.<n>` is added, at every position, to the output
+    /// of block `n`. As in llama.cpp, every tensor must be a one-axis f32
+    /// `direction.<n>` with `n ≥ 1`, all of one width. `source_name` names the
+    /// bytes in errors.
+    pub fn from_control_vector(bytes: Vec<u8>, source_name: &str) -> Result<Self> {
+        let bad = |message: String| MethodError::Artefact {
+            source_name: source_name.to_string(),
+            message,
+        };
+        let file = steer_model::gguf::GgufFile::from_bytes(bytes, std::path::Path::new(source_name))
+            .map_err(|e| MethodError::BadInput(e.to_string()))?;
+        let architecture = file.get("general.architecture").and_then(|v| v.as_str());
+        if let Some(arch) = architecture
+            && arch != "controlvector"
+        {
+            return Err(bad(format!(
+                "not a llama.cpp control vector: its general.architecture is '{arch}', not 'controlvector'"
+            )));
+        }
+        if file.tensors.is_empty() {
+            return Err(bad("a control vector without direction tensors".into()));
+        }
+        let mut vectors = Vec::with_capacity(file.tensors.len());
+        for info in &file.tensors {
+            let layer = info
+                .name
+                .strip_prefix("direction.")
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "not a llama.cpp control vector: tensor '{}' is not named direction.<layer>",
+                        info.name
+                    ))
+                })?;
+            if layer == 0 {
+                return Err(bad(
+                    "tensor 'direction.0': llama.cpp numbers control-vector layers from 1".into(),
+                ));
+            }
+            if info.ggml_type != steer_model::gguf::GgmlType::F32 {
+                return Err(bad(format!(
+                    "tensor '{}' is {}; llama.cpp reads only f32 control vectors",
+                    info.name, info.ggml_type
+                )));
+            }
+            if info.dims.len() != 1 {
+                return Err(bad(format!(
+                    "tensor '{}' has shape {:?}; a direction has one axis",
+                    info.name,
+                    info.shape()
+                )));
+            }
+            let v = file
+                .dequantize(&info.name)
+                .map_err(|e| MethodError::BadInput(e.to_string()))?;
+            vectors.push((layer, v));
+        }
+        vectors.sort_by_key(|(l, _)| *l);
+        let mut metadata = BTreeMap::new();
+        metadata.insert("format".to_string(), "llama.cpp control vector".to_string());
+        if let Some(hint) = file.get("controlvector.model_hint").and_then(|v| v.as_str()) {
+            metadata.insert("model_hint".to_string(), hint.to_string());
+        }
+        Steering::external(vectors, metadata, &bad)
+    }
+
+    /// Reads per-layer vectors from a safetensors file written by another
+    /// tool: one-axis tensors (f32, f16 or bf16) named `<n>`, `layer.<n>`,
+    /// `layers.<n>`, `vector.<n>` or `direction.<n>`, each added at every
+    /// position to the output of block `n` (0-based: the block whose output
+    /// PyTorch's `model.model.layers[n]` returns, and llama.cpp's
+    /// `direction.<n>`). A file written by [`Steering::to_safetensors`] is
+    /// read as that instead.
+    pub fn from_vectors_safetensors(bytes: &[u8], source_name: &str) -> Result<Self> {
+        let bad = |message: String| MethodError::Artefact {
+            source_name: source_name.to_string(),
+            message,
+        };
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+        if header
+            .metadata()
+            .as_ref()
+            .is_some_and(|m| m.contains_key("kind") && m.contains_key("method"))
+        {
+            return Steering::from_safetensors(bytes, source_name);
+        }
+        let tensors = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+        let mut vectors = Vec::new();
+        for (name, t) in tensors.tensors() {
+            let number = ["layer.", "layers.", "vector.", "direction."]
+                .iter()
+                .find_map(|p| name.strip_prefix(p))
+                .unwrap_or(&name);
+            let layer = number.parse::<usize>().map_err(|_| {
+                bad(format!(
+                    "tensor '{name}' names no layer: per-layer vectors are named <n>, layer.<n>, layers.<n>, vector.<n> or direction.<n>"
+                ))
+            })?;
+            if t.shape().len() != 1 {
+                return Err(bad(format!(
+                    "tensor '{name}' has shape {:?}; a vector has one axis",
+                    t.shape()
+                )));
+            }
+            let data = t.data();
+            let v: Vec<f32> = match t.dtype() {
+                Dtype::F32 => data
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                Dtype::F16 => data
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                Dtype::BF16 => data
+                    .chunks_exact(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                other => {
+                    return Err(bad(format!(
+                        "tensor '{name}' is {other:?}; vectors are F32, F16 or BF16"
+                    )));
+                }
+            };
+            if vectors.iter().any(|(l, _)| *l == layer) {
+                return Err(bad(format!("two tensors for layer {layer}")));
+            }
+            vectors.push((layer, v));
+        }
+        if vectors.is_empty() {
+            return Err(bad("no tensors".into()));
+        }
+        vectors.sort_by_key(|(l, _)| *l);
+        let mut metadata = BTreeMap::new();
+        metadata.insert("format".to_string(), "safetensors per-layer vectors".to_string());
+        Steering::external(vectors, metadata, &bad)
+    }
+
+    /// Reads a steering file of any format steerbench knows, told apart by
+    /// their first bytes: a llama.cpp control vector (GGUF), a steering
+    /// written by [`Steering::to_safetensors`], or per-layer vectors in
+    /// safetensors ([`Steering::from_vectors_safetensors`]).
+    pub fn from_file_bytes(bytes: Vec<u8>, source_name: &str) -> Result<Self> {
+        if bytes.starts_with(b"GGUF") {
+            Steering::from_control_vector(bytes, source_name)
+        } else {
+            Steering::from_vectors_safetensors(&bytes, source_name)
+        }
+    }
+
+    /// An additive steering made elsewhere, checked for one width and finite values.
+    fn external(
+        vectors: Vec<(usize, Vec<f32>)>,
+        metadata: BTreeMap<String, String>,
+        bad: &dyn Fn(String) -> MethodError,
+    ) -> Result<Self> {
+        let width = vectors[0].1.len();
+        if width == 0 {
+            return Err(bad("vectors of width 0".into()));
+        }
+        if let Some((l, v)) = vectors.iter().find(|(_, v)| v.len() != width) {
+            return Err(bad(format!(
+                "the vector for layer {l} has {} values but the one for layer {} has {width}",
+                v.len(),
+                vectors[0].0
+            )));
+        }
+        if let Some((l, _)) = vectors.iter().find(|(_, v)| v.iter().any(|x| !x.is_finite())) {
+            return Err(bad(format!("the vector for layer {l} holds NaN or infinite values")));
+        }
+        Ok(Steering {
+            method: "external".to_string(),
+            kind: SteeringKind::Additive { vectors },
+            positions: Positions::All,
+            params: BTreeMap::new(),
+            metadata,
+        })
+    }
+
+    /// Fails unless every vector is `d_model` wide and every layer is a block of
+    /// a model with `n_layers` blocks; the message names the layer.
+    pub fn check_shape(&self, d_model: usize, n_layers: usize) -> Result<()> {
+        let width = self.d_model();
+        if width != 0 && width != d_model {
+            return Err(MethodError::BadInput(format!(
+                "its vectors have {width} values but the model's d_model is {d_model}"
+            )));
+        }
+        if let Some(l) = self.layers().into_iter().find(|&l| l >= n_layers) {
+            return Err(MethodError::BadInput(format!(
+                "it steers layer {l}, which the model lacks (it has {n_layers} layers, 0..{})",
+                n_layers.saturating_sub(1)
+            )));
+        }
+        Ok(())
     }
 }

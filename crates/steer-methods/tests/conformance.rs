@@ -297,30 +297,201 @@ fn caa_vector_is_the_unnormalised_mean_difference() {
     );
 }
 
-#[test]
-fn control_vector_export_follows_llama_cpp() {
-    let steering = Steering {
+fn additive(vectors: Vec<(usize, Vec<f32>)>) -> Steering {
+    Steering {
         method: "caa".into(),
-        kind: SteeringKind::Additive {
-            vectors: vec![(4, vec![0.5, -1.0, 2.0])],
-        },
+        kind: SteeringKind::Additive { vectors },
         positions: steer_model::Positions::All,
         params: BTreeMap::new(),
         metadata: BTreeMap::new(),
-    };
+    }
+}
+
+/// A GGUF with the given tensors and general.architecture, as another tool writes one.
+fn gguf(architecture: &str, tensors: &[(&str, &[usize], Vec<f32>)]) -> Vec<u8> {
+    let mut w = steer_model::gguf::GgufWriter::new();
+    w.add_metadata(
+        "general.architecture",
+        steer_model::gguf::GgufValue::String(architecture.into()),
+    );
+    for (name, shape, data) in tensors {
+        w.add_tensor_f32(*name, shape, data.clone());
+    }
+    w.to_bytes(std::path::Path::new("x.gguf")).unwrap()
+}
+
+#[test]
+fn control_vector_export_follows_llama_cpp() {
+    let steering = additive(vec![(4, vec![0.5, -1.0, 2.0]), (7, vec![1.0, 0.0, -1.0])]);
     let bytes = steering.to_control_vector("llama", 30, 2.0).unwrap();
-    let file = GgufFile::from_bytes(bytes, std::path::Path::new("cv.gguf")).unwrap();
+    let file = GgufFile::from_bytes(bytes.clone(), std::path::Path::new("cv.gguf")).unwrap();
+    assert_eq!(file.get_str("general.architecture").unwrap(), "controlvector");
     assert_eq!(file.get_str("controlvector.model_hint").unwrap(), "llama");
     assert_eq!(file.get_u64("controlvector.layer_count").unwrap(), 30);
-    // Block 4's output is llama.cpp's layer 5.
-    assert_eq!(file.dequantize("direction.5").unwrap(), vec![1.0, -2.0, 4.0]);
-    assert!(file.tensor_info("direction.4").is_none());
-    assert!(steering.to_control_vector("llama", 4, 1.0).is_err());
+    // llama.cpp adds direction.N to block N's output (build_cvec(cur, il) with
+    // tensors[il] = direction.il): steerbench's layer 4 is direction.4.
+    assert_eq!(file.dequantize("direction.4").unwrap(), vec![1.0, -2.0, 4.0]);
+    assert_eq!(file.dequantize("direction.7").unwrap(), vec![2.0, 0.0, -2.0]);
+    assert!(file.tensor_info("direction.5").is_none());
+    // A layer the model lacks, and block 0, which llama.cpp cannot steer.
+    assert!(steering.to_control_vector("llama", 6, 1.0).is_err());
+    let err = additive(vec![(0, vec![1.0, 2.0, 3.0])])
+        .to_control_vector("llama", 30, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("layer 0"), "{err}");
+
+    // Import reads the same convention: export then import is the identity.
+    let back = Steering::from_control_vector(bytes, "cv.gguf").unwrap();
+    assert_eq!(
+        back.kind,
+        SteeringKind::Additive {
+            vectors: vec![(4, vec![1.0, -2.0, 4.0]), (7, vec![2.0, 0.0, -2.0])]
+        }
+    );
+    assert_eq!(back.positions, steer_model::Positions::All);
+    assert_eq!(back.edits(1.0), steering.edits(2.0));
     // Corrupt artefacts name their source.
     let err = Steering::from_safetensors(b"garbage", "bad.safetensors")
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("bad.safetensors: "), "{err}");
+}
+
+#[test]
+fn control_vector_import_refuses_what_llama_cpp_refuses() {
+    let refusal = |bytes: Vec<u8>| Steering::from_file_bytes(bytes, "cv.gguf").unwrap_err().to_string();
+    // A file as llama-cvector-generator writes it (tensors from direction.1, in any order) reads.
+    let ok = gguf(
+        "controlvector",
+        &[
+            ("direction.2", &[3], vec![1.0, 2.0, 3.0]),
+            ("direction.1", &[3], vec![0.0; 3]),
+        ],
+    );
+    assert_eq!(Steering::from_file_bytes(ok, "cv.gguf").unwrap().layers(), vec![1, 2]);
+    // A model file is not a control vector.
+    let err = refusal(gguf("llama", &[("token_embd.weight", &[2, 3], vec![0.0; 6])]));
+    assert!(err.starts_with("cv.gguf: ") && err.contains("'llama'"), "{err}");
+    let err = refusal(gguf("controlvector", &[("token_embd.weight", &[3], vec![0.0; 3])]));
+    assert!(err.contains("not named direction.<layer>"), "{err}");
+    let err = refusal(gguf("controlvector", &[("direction.0", &[3], vec![0.0; 3])]));
+    assert!(err.contains("direction.0"), "{err}");
+    let err = refusal(gguf("controlvector", &[("direction.3", &[2, 3], vec![0.0; 6])]));
+    assert!(err.contains("one axis"), "{err}");
+    let err = refusal(gguf(
+        "controlvector",
+        &[("direction.1", &[3], vec![0.0; 3]), ("direction.2", &[4], vec![0.0; 4])],
+    ));
+    assert!(err.contains("has 4 values"), "{err}");
+    let err = refusal(gguf(
+        "controlvector",
+        &[("direction.1", &[3], vec![0.0, f32::NAN, 1.0])],
+    ));
+    assert!(err.contains("NaN"), "{err}");
+    let err = refusal(gguf("controlvector", &[]));
+    assert!(err.contains("without direction tensors"), "{err}");
+    let err = refusal(b"GGUF\x03\x00\x00\x00".to_vec());
+    assert!(err.starts_with("cv.gguf: "), "{err}");
+
+    // Widths and layers are checked against the model.
+    let s = Steering::from_file_bytes(
+        gguf("controlvector", &[("direction.12", &[3], vec![1.0; 3])]),
+        "cv.gguf",
+    )
+    .unwrap();
+    assert!(s.check_shape(3, 30).is_ok());
+    assert!(s.check_shape(4, 30).unwrap_err().to_string().contains("d_model is 4"));
+    assert!(s.check_shape(3, 12).unwrap_err().to_string().contains("layer 12"));
+}
+
+#[test]
+fn per_layer_safetensors_read_under_every_documented_name() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let bf16s = |v: &[f32]| {
+        v.iter()
+            .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+            .collect::<Vec<u8>>()
+    };
+    let a = f32s(&[1.0, 2.0]);
+    let b = bf16s(&[0.5, -4.0]);
+    let c = f32s(&[3.0, 3.0]);
+    let d = f32s(&[-1.0, 0.25]);
+    let views = vec![
+        ("3", TensorView::new(Dtype::F32, vec![2], &a).unwrap()),
+        ("layers.9", TensorView::new(Dtype::BF16, vec![2], &b).unwrap()),
+        ("layer.5", TensorView::new(Dtype::F32, vec![2], &c).unwrap()),
+        ("direction.1", TensorView::new(Dtype::F32, vec![2], &d).unwrap()),
+    ];
+    let bytes = safetensors::serialize(views, None).unwrap();
+    let s = Steering::from_file_bytes(bytes, "v.safetensors").unwrap();
+    assert_eq!(
+        s.kind,
+        SteeringKind::Additive {
+            vectors: vec![
+                (1, vec![-1.0, 0.25]),
+                (3, vec![1.0, 2.0]),
+                (5, vec![3.0, 3.0]),
+                (9, vec![0.5, -4.0])
+            ]
+        }
+    );
+    // A name without a layer is refused with the names that work.
+    let views = vec![("weight", TensorView::new(Dtype::F32, vec![2], &a).unwrap())];
+    let err = Steering::from_file_bytes(safetensors::serialize(views, None).unwrap(), "v.safetensors")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("v.safetensors: tensor 'weight' names no layer"),
+        "{err}"
+    );
+    // A steering steerbench wrote reads as itself.
+    let own = additive(vec![(2, vec![1.0, -1.0])]);
+    let back = Steering::from_file_bytes(own.to_safetensors().unwrap(), "own.safetensors").unwrap();
+    assert_eq!(back, own);
+}
+
+#[test]
+fn an_external_steering_is_evaluated_as_read() {
+    use steer_methods::{External, SteeringMethod};
+    let model = tiny_model();
+    let (d, n) = (model.config().hidden_size, model.config().num_hidden_layers);
+    let v: Vec<f32> = (0..d).map(|i| i as f32 / d as f32).collect();
+    let bytes = additive(vec![(1, v.clone())])
+        .to_control_vector("llama", n, 1.0)
+        .unwrap();
+    let ext = External::from_bytes(bytes, "dir/My Vector.gguf", "abc123").unwrap();
+    let info = ext.info();
+    assert_eq!(info.name, "external-my-vector");
+    assert!(!ext.per_layer());
+    // One layer: the relative grid, as for every additive method.
+    assert_eq!(info.multipliers, steer_methods::RELATIVE_GRID);
+    assert_eq!(ext.provenance()["sha256"], "abc123");
+    assert_eq!(ext.provenance()["format"], "llama.cpp control vector");
+    let fitted = ext.fit(&model, &pairs(), &FitConfig::at_layer(0)).unwrap();
+    assert_eq!(fitted.layers(), vec![1]);
+    assert_eq!(fitted.vectors().unwrap()[0].1, v);
+    assert_eq!(fitted.method, "external-my-vector");
+    // Several layers keep the file's own scale.
+    let two = additive(vec![(1, v.clone()), (2, v.clone())])
+        .to_control_vector("llama", n, 1.0)
+        .unwrap();
+    let ext2 = External::from_bytes(two, "two.gguf", "x").unwrap();
+    assert_eq!(ext2.info().multipliers, steer_methods::external::SEVERAL_LAYERS_GRID);
+    // A vector of the wrong width fails at fit, naming the file.
+    let wide = additive(vec![(1, vec![0.0; d + 1])])
+        .to_control_vector("llama", n, 1.0)
+        .unwrap();
+    let err = External::from_bytes(wide, "wide.gguf", "x")
+        .unwrap()
+        .fit(&model, &pairs(), &FitConfig::at_layer(0))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("wide.gguf: ") && err.contains(&format!("d_model is {d}")),
+        "{err}"
+    );
 }
 
 #[test]

@@ -168,6 +168,9 @@ struct Sidecar<'a> {
     model_sha256: &'a str,
     method: &'a str,
     method_hyperparameters: std::collections::BTreeMap<String, f64>,
+    /// Where an external steering came from: its file, sha256, format and layers.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    method_source: std::collections::BTreeMap<String, String>,
     task: String,
     task_version: u32,
     data_sha256: String,
@@ -354,6 +357,7 @@ pub fn run_units(subject: &Subject, units: &[Unit], settings: &BenchSettings) ->
                     (h.name.to_string(), v)
                 })
                 .collect(),
+            method_source: unit.method.provenance(),
             task: unit.task.id(),
             task_version: unit.task.spec.version,
             data_sha256: first.map(|r| r.data_sha256.clone()).unwrap_or_default(),

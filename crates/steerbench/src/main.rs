@@ -62,12 +62,16 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         max_new_tokens: usize,
         /// A safetensors file whose tensor `vector` ([d_model]) is added to the residual stream.
-        #[arg(long, requires = "layer")]
+        #[arg(long, requires = "layer", conflicts_with = "steering")]
         vector: Option<PathBuf>,
         /// Block (0-based) after which the vector is added.
         #[arg(long)]
         layer: Option<usize>,
-        /// Strength of the vector.
+        /// A steering applied at every layer it names: a llama.cpp control
+        /// vector (GGUF), per-layer vectors in safetensors, or a file `train` wrote.
+        #[arg(long)]
+        steering: Option<PathBuf>,
+        /// Strength of the vector or steering.
         #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
         multiplier: f32,
         /// Sample with this temperature instead of greedy decoding.
@@ -493,6 +497,7 @@ fn run(cli: Cli) -> Result<()> {
             max_new_tokens,
             vector,
             layer,
+            steering,
             multiplier,
             temperature,
             top_p,
@@ -508,12 +513,20 @@ fn run(cli: Cli) -> Result<()> {
             let ids = encode(&model, &input)?;
             let mut edits = Vec::new();
             if let Some((vector, layer, path)) = steer {
-                let d = model.model.config().hidden_size;
-                if vector.len() != d {
+                let cfg = model.model.config();
+                if vector.len() != cfg.hidden_size {
                     bail!(
-                        "{}: vector has {} values but the model's d_model is {d}",
+                        "{}: vector has {} values but the model's d_model is {}",
                         path.display(),
-                        vector.len()
+                        vector.len(),
+                        cfg.hidden_size
+                    );
+                }
+                if layer >= cfg.num_hidden_layers {
+                    bail!(
+                        "--layer {layer} is out of range: the model has {} layers (0..{})",
+                        cfg.num_hidden_layers,
+                        cfg.num_hidden_layers - 1
                     );
                 }
                 edits.push(Edit::AddVector {
@@ -522,6 +535,12 @@ fn run(cli: Cli) -> Result<()> {
                     positions: Positions::All,
                     multipliers: vec![],
                 });
+            }
+            let mut ids = ids;
+            if let Some(path) = &steering {
+                let s = read_steering(path, &model)?;
+                ids = s.prompt(&ids, multiplier);
+                edits.extend(s.edits(multiplier));
             }
             let sampling = match temperature {
                 Some(temperature) => Sampling::Sample {
@@ -615,30 +634,10 @@ fn run(cli: Cli) -> Result<()> {
             let mut items = ab::read_items(&data)?;
             items.truncate(limit.unwrap_or(usize::MAX));
             let loaded = load(&model, &cli.backend)?;
-            let d_model = loaded.model.config().hidden_size;
-            let mut steerings = Vec::with_capacity(steering.len());
-            for path in &steering {
-                let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
-                let s = steer_methods::Steering::from_safetensors(&bytes, &path.display().to_string())?;
-                if s.d_model() != 0 && s.d_model() != d_model {
-                    bail!(
-                        "{}: steering has {} values per vector but the model's d_model is {d_model}",
-                        path.display(),
-                        s.d_model()
-                    );
-                }
-                if let Some(&l) = s
-                    .layers()
-                    .iter()
-                    .find(|&&l| l >= loaded.model.config().num_hidden_layers)
-                {
-                    bail!(
-                        "{}: steering acts on layer {l}, which the model does not have",
-                        path.display()
-                    );
-                }
-                steerings.push(s);
-            }
+            let steerings = steering
+                .iter()
+                .map(|path| read_steering(path, &loaded))
+                .collect::<Result<Vec<_>>>()?;
             let (prompts, letters) = ab::prompts_and_letters(&loaded.tokenizer, &items)?;
             let started = std::time::Instant::now();
             let margins = ab::letter_margins(&loaded.model, &prompts, &letters, &steerings, &multipliers, 8)?;
@@ -673,27 +672,17 @@ fn run(cli: Cli) -> Result<()> {
             model,
             out,
         } => {
-            let bytes = std::fs::read(&steering).with_context(|| format!("{}", steering.display()))?;
-            let s = steer_methods::Steering::from_safetensors(&bytes, &steering.display().to_string())?;
             let loaded = load(&model, &cli.backend)?;
+            let s = read_steering(&steering, &loaded)?;
             let cfg = loaded.model.config();
-            if s.d_model() != cfg.hidden_size {
-                bail!(
-                    "{}: steering has {} values per vector but the model's d_model is {}",
-                    steering.display(),
-                    s.d_model(),
-                    cfg.hidden_size
-                );
-            }
             let gguf = s
                 .to_control_vector(cfg.architecture.name(), cfg.num_hidden_layers, multiplier)
                 .with_context(|| format!("{}", steering.display()))?;
             write_atomic(&out, &gguf)?;
             println!(
-                "wrote {} ({} layers as llama.cpp layers {:?}, multiplier {multiplier})",
+                "wrote {} (direction.N for layers {:?}: llama.cpp adds direction.N to block N's output, as steerbench's layer N; multiplier {multiplier})",
                 out.display(),
-                s.layers().len(),
-                s.layers().iter().map(|l| l + 1).collect::<Vec<_>>()
+                s.layers()
             );
         }
         Command::Demo {
@@ -858,12 +847,19 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let root = suites.unwrap_or_else(steer_suites::spec::default_root);
             let catalog = steer_suites::spec::Catalog::open(&root)?;
-            let methods: Vec<Box<dyn steer_methods::SteeringMethod>> = if method.iter().any(|m| m == "all") {
+            let methods: Vec<String> = if method.iter().any(|m| m == "all") {
                 steer_methods::registry()
+                    .iter()
+                    .map(|m| m.info().name.to_string())
+                    .collect()
             } else if method.is_empty() {
                 bail!("--method needs a method name, a comma-separated list, or 'all'");
             } else {
-                method.iter().map(|m| find_method(m)).collect::<Result<_>>()?
+                // Each name is looked up now, so a typo or a bad file fails before the model loads.
+                for m in &method {
+                    find_method(m)?;
+                }
+                method.clone()
             };
             let tasks: Vec<&steer_suites::spec::Task> = catalog
                 .select(&suite, task.as_deref())?
@@ -947,10 +943,10 @@ fn run(cli: Cli) -> Result<()> {
                 verbose,
             };
             let mut units = Vec::new();
-            for m in methods {
+            for m in &methods {
                 for t in &tasks {
                     units.push(bench::Unit {
-                        method: steer_methods::find(m.info().name).context("a registered method")?,
+                        method: find_method(m)?,
                         task: t,
                         limit: unit_limit(t),
                     });
@@ -1007,6 +1003,9 @@ fn run(cli: Cli) -> Result<()> {
                     println!("         --param {}=<{}>  {}", h.name, h.default, h.doc);
                 }
             }
+            println!(
+                "external:<file>\n         a steering made elsewhere (llama.cpp control vector, per-layer safetensors, or a file `train` wrote), evaluated as read"
+            );
         }
         Command::Info { model } => {
             let m = load(&model, &cli.backend)?;
@@ -1019,7 +1018,6 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// The registered method `name`, or an error listing the registered ones.
 /// A/B items per split of the standard profile. The largest spread of
 /// paired headline differences in the quick units was 0.13 logit (0.17 at
 /// the strongest grid point); 64 items detect a mean effect of 0.1 logit at
@@ -1036,11 +1034,33 @@ fn standard_limit(format: steer_suites::spec::Format) -> Option<usize> {
     }
 }
 
+/// A registered method, or `external:<file>`: a steering made elsewhere (a
+/// llama.cpp control vector, per-layer vectors in safetensors, or a steering
+/// `train` wrote), evaluated as read.
 fn find_method(name: &str) -> Result<Box<dyn steer_methods::SteeringMethod>> {
+    if let Some(file) = name.strip_prefix("external:") {
+        let path = Path::new(file);
+        let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+        let sha256 = steer_model::model::sha256_file(path)?;
+        return Ok(Box::new(steer_methods::External::from_bytes(bytes, file, &sha256)?));
+    }
     steer_methods::find(name).with_context(|| {
         let names: Vec<&str> = steer_methods::registry().iter().map(|m| m.info().name).collect();
-        format!("unknown method '{name}' (registered: {})", names.join(", "))
+        format!(
+            "unknown method '{name}' (registered: {}; or external:<file>)",
+            names.join(", ")
+        )
     })
+}
+
+/// A steering file of any format steerbench reads, checked against `model`.
+fn read_steering(path: &Path, model: &LoadedModel) -> Result<steer_methods::Steering> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    let s = steer_methods::Steering::from_file_bytes(bytes, &path.display().to_string())?;
+    let cfg = model.model.config();
+    s.check_shape(cfg.hidden_size, cfg.num_hidden_layers)
+        .with_context(|| format!("{}", path.display()))?;
+    Ok(s)
 }
 
 /// Prints the validation choice, the test table and steerability of one evaluation.

@@ -452,7 +452,7 @@ fn train_then_ab_on_the_default_model() {
     assert!(means[0] != means[1] && means[2] != means[1], "{stdout}");
     assert!(means.iter().all(|m| m.is_finite()), "{stdout}");
 
-    // Export as a llama.cpp control vector: block 10 is llama.cpp's layer 11.
+    // Export as a llama.cpp control vector: llama.cpp adds direction.10 to block 10's output.
     let gguf = dir.join("caa.gguf");
     let out = steerbench(&[
         "export",
@@ -469,13 +469,131 @@ fn train_then_ab_on_the_default_model() {
     let cv = steer_model::gguf::GgufFile::open(&gguf).unwrap();
     assert_eq!(cv.get_str("controlvector.model_hint").unwrap(), "llama");
     assert_eq!(cv.get_u64("controlvector.layer_count").unwrap(), 30);
-    let exported = cv.dequantize("direction.11").unwrap();
+    assert!(cv.tensor_info("direction.11").is_none());
+    let exported = cv.dequantize("direction.10").unwrap();
     let (_, _, raw) = read_tensor(&out_file, "vector");
     let fitted: Vec<f32> = raw
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
     assert!(exported.iter().zip(&fitted).all(|(e, f)| *e == 2.0 * f));
+
+    // Imported back, the control vector continues a prompt exactly as the
+    // vector it came from does at its layer and multiplier.
+    let prompt = "The best way to spend a Sunday is";
+    let via_vector = steerbench(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        prompt,
+        "--max-new-tokens",
+        "12",
+        "--vector",
+        out_file.to_str().unwrap(),
+        "--layer",
+        "10",
+        "--multiplier",
+        "2",
+    ]);
+    let via_gguf = steerbench(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        prompt,
+        "--max-new-tokens",
+        "12",
+        "--steering",
+        gguf.to_str().unwrap(),
+    ]);
+    assert!(
+        via_gguf.status.success(),
+        "{}",
+        String::from_utf8_lossy(&via_gguf.stderr)
+    );
+    assert_eq!(via_vector.stdout, via_gguf.stdout);
+
+    // The same control vector is a method for the protocol: `external:<file>`.
+    let rows = dir.join("external.csv");
+    let method = format!("external:{}", gguf.display());
+    let out = steerbench(&[
+        "eval",
+        "--method",
+        &method,
+        "--suite",
+        "mcq",
+        "--task",
+        "refusal",
+        "--model",
+        model,
+        "--limit",
+        "4",
+        "--multipliers=-1,0,1",
+        "--no-degradation",
+        "--no-open-ended",
+        "--out",
+        rows.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("mcq/refusal — external-caa: 4 training"), "{stdout}");
+    let text = std::fs::read_to_string(&rows).unwrap();
+    assert!(text.lines().skip(1).all(|l| l.contains(",external-caa,")), "{text}");
+
+    // Bad external steerings: one line naming the file.
+    let wide = dir.join("wide.gguf");
+    let mut w = GgufWriter::new();
+    w.add_metadata(
+        "general.architecture",
+        steer_model::gguf::GgufValue::String("controlvector".into()),
+    );
+    w.add_tensor_f32("direction.3", &[8], vec![0.5; 8]);
+    w.write(&wide).unwrap();
+    let wide_method = format!("external:{}", wide.display());
+    let out = steerbench(&[
+        "eval",
+        "--method",
+        &wide_method,
+        "--suite",
+        "mcq",
+        "--task",
+        "refusal",
+        "--model",
+        model,
+        "--limit",
+        "4",
+        "--no-degradation",
+    ]);
+    assert_one_line_error(&out, &["wide.gguf", "8 values", "d_model is 576"]);
+    let out = steerbench(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        prompt,
+        "--steering",
+        wide.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&out, &["wide.gguf", "d_model is 576"]);
+    let deep = dir.join("deep.gguf");
+    let mut w = GgufWriter::new();
+    w.add_tensor_f32("direction.30", &[576], vec![0.5; 576]);
+    w.write(&deep).unwrap();
+    let out = steerbench(&[
+        "ab",
+        "--model",
+        model,
+        "--data",
+        items.to_str().unwrap(),
+        "--steering",
+        deep.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&out, &["deep.gguf", "layer 30", "30 layers"]);
+    let out = steerbench(&["generate", "--model", model, "--prompt", prompt, "--steering", model]);
+    assert_one_line_error(&out, &["not a llama.cpp control vector", "'llama'"]);
+    let out = steerbench(&["eval", "--method", "external:/no/such.gguf", "--suite", "mcq"]);
+    assert_one_line_error(&out, &["/no/such.gguf"]);
 
     // An affine steering cannot be a control vector: a one-line error, nothing written.
     let affine = dir.join("mimic.safetensors");
