@@ -169,6 +169,11 @@ with open(out, "wb") as dst:
     Ok(())
 }
 
+/// The workspace folder (the parent of this crate's).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
@@ -235,5 +240,16 @@ fn validate() -> Result<()> {
     clippy.args(["clippy", "--workspace", "--tests", "--", "-D", "warnings"]);
     run(clippy)?;
     test(&[])?;
-    steerbench(&["leaderboard".to_string(), "--check".to_string()])
+    steerbench(&["leaderboard".to_string(), "--check".to_string()])?;
+    // The standard profile's results folder, once it holds runs, is checked the same way.
+    let standard = workspace_root().join("results/standard/runs");
+    if standard.is_dir() {
+        steerbench(&[
+            "leaderboard".to_string(),
+            "--check".to_string(),
+            "--results".to_string(),
+            workspace_root().join("results/standard").display().to_string(),
+        ])?;
+    }
+    Ok(())
 }
