@@ -5,13 +5,15 @@
 //! per-item values beside it (`<task>.items.csv`). [`build`] reads them all,
 //! reduces each run to one row (chosen configuration, effect over the
 //! unsteered model, over a random vector and over prompting, steerability,
-//! damage) and writes `results/leaderboard.csv`, `results/LEADERBOARD.md` and
-//! SVG plots under `results/plots/`. [`check`] says whether those files are
+//! damage) and writes `results/leaderboard.csv`, `results/LEADERBOARD.md`,
+//! the browsable page `results/index.html` ([`page`]) and SVG plots under
+//! `results/plots/`. [`check`] says whether those files are
 //! what [`build`] would write now. The output is byte-for-byte deterministic.
 #![warn(missing_docs)]
 
 pub mod input;
 pub mod paired;
+pub mod page;
 mod plots;
 mod render;
 pub mod table;
@@ -119,7 +121,10 @@ pub fn render(results_dir: &Path) -> Result<Rendered> {
             render::markdown(&tables.board).into_bytes(),
         ),
     ];
-    for (name, svg) in plots::all(&tables, &runs)? {
+    let plots = plots::all(&tables, &runs)?;
+    let page = page::html(results_dir, &tables, &runs, &plots)?;
+    files.push((PathBuf::from(page::HTML_FILE), page.into_bytes()));
+    for (name, svg) in plots {
         files.push((Path::new(PLOTS_DIR).join(name), svg.into_bytes()));
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
@@ -131,7 +136,7 @@ pub fn render(results_dir: &Path) -> Result<Rendered> {
 }
 
 /// Builds the leaderboard: reads every run under `results_dir/runs`, writes
-/// `leaderboard.csv`, `LEADERBOARD.md` and `plots/*.svg` (each atomically)
+/// `leaderboard.csv`, `LEADERBOARD.md`, `index.html` and `plots/*.svg` (each atomically)
 /// and removes plots no run produces any more.
 pub fn build(results_dir: &Path) -> Result<Summary> {
     let rendered = render(results_dir)?;

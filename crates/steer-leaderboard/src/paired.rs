@@ -101,7 +101,7 @@ fn same(a: f64, b: f64) -> bool {
 
 /// Values of `variant`/`metric` at `multiplier`, indexed by item `0..n`;
 /// a missing or repeated item is an error naming the file.
-fn values(
+pub(crate) fn values(
     path: &Path,
     items: &[ItemValue],
     variant: &str,

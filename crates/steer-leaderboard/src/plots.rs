@@ -135,8 +135,20 @@ pub fn all(tables: &Tables, runs: &[Run]) -> Result<Vec<(String, String)>> {
             out.push((name, svg));
         }
     }
-    if let Some(svg) = pareto("pareto.svg", tables)? {
-        out.push(("pareto.svg".into(), svg));
+    // Effects in logit, accuracy and score units do not share an axis: one panel per metric.
+    let board = &tables.board;
+    let mut metrics: Vec<&str> = board.rows.iter().map(|r| board.cell(r, "metric").text()).collect();
+    metrics.sort();
+    metrics.dedup();
+    for metric in metrics {
+        let name = format!("pareto_{}.svg", slug(metric));
+        if let Some(svg) = pareto(&name, tables, metric)? {
+            out.push((name, svg));
+        }
+        let name = format!("behaviours_{}.svg", slug(metric));
+        if let Some(svg) = behaviours(&name, tables, metric)? {
+            out.push((name, svg));
+        }
     }
     Ok(out)
 }
@@ -334,7 +346,7 @@ fn steerability(name: &str, suite: &str, task: &str, members: &[Member]) -> Resu
     Ok(Some(svg))
 }
 
-fn pareto(name: &str, tables: &Tables) -> Result<Option<String>> {
+fn pareto(name: &str, tables: &Tables, metric: &str) -> Result<Option<String>> {
     let board = &tables.board;
     let models: Vec<&str> = board.rows.iter().map(|r| board.cell(r, "model").text()).collect();
     let one_model = models.iter().all(|m| Some(m) == models.first());
@@ -342,7 +354,7 @@ fn pareto(name: &str, tables: &Tables) -> Result<Option<String>> {
     methods.sort();
     methods.dedup();
     let mut points = Vec::new();
-    for row in &board.rows {
+    for row in board.rows.iter().filter(|r| board.cell(r, "metric").text() == metric) {
         // Perplexity ratios span many orders of magnitude: the x axis is their logarithm.
         let (Some(x), Some(y)) = (
             board
@@ -379,7 +391,7 @@ fn pareto(name: &str, tables: &Tables) -> Result<Option<String>> {
         let (plot, side) = root.split_horizontally(900);
         let mut entries = Vec::new();
         let mut chart = ChartBuilder::on(&plot)
-            .caption("Effect beyond a random vector against perplexity damage", (FONT, 24))
+            .caption(format!("Effect beyond a random vector against perplexity damage: {metric}"), (FONT, 24))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(64)
@@ -387,7 +399,7 @@ fn pareto(name: &str, tables: &Tables) -> Result<Option<String>> {
         chart
             .configure_mesh()
             .x_desc("log10 perplexity ratio (steered / unsteered)")
-            .y_desc("effect vs random")
+            .y_desc(format!("effect vs random ({metric})"))
             .light_line_style(GRID)
             .bold_line_style(GRID)
             .label_style((FONT, 14))
@@ -414,6 +426,119 @@ fn pareto(name: &str, tables: &Tables) -> Result<Option<String>> {
             }))?;
             entries.push((Mark::Dot, c, method.to_string()));
         }
+        key(&side, &entries)
+    })?;
+    Ok(Some(svg))
+}
+
+/// The paired effect of every method on every task sharing `metric`, with its
+/// 95 % interval: a forest plot, one band per task and one line per method
+/// (filled where the effect is significant after Holm's adjustment). `None`
+/// for fewer than two tasks.
+fn behaviours(name: &str, tables: &Tables, metric: &str) -> Result<Option<String>> {
+    let board = &tables.board;
+    let rows: Vec<&Vec<crate::table::Cell>> = board
+        .rows
+        .iter()
+        .filter(|r| board.cell(r, "metric").text() == metric && board.cell(r, "effect").number().is_some())
+        .collect();
+    let models: Vec<&str> = rows.iter().map(|r| board.cell(r, "model").text()).collect();
+    let one_model = models.iter().all(|m| Some(m) == models.first());
+    let mut tasks: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{}/{}", board.cell(r, "suite").text(), board.cell(r, "task").text()))
+        .collect();
+    tasks.sort();
+    tasks.dedup();
+    let mut methods: Vec<String> = rows
+        .iter()
+        .map(|r| label(board.cell(r, "model").text(), board.cell(r, "method").text(), one_model))
+        .collect();
+    methods.sort();
+    methods.dedup();
+    if tasks.len() < 2 {
+        return Ok(None);
+    }
+    let band = methods.len() + 1;
+    let mut points = Vec::new();
+    for r in &rows {
+        let task = format!("{}/{}", board.cell(r, "suite").text(), board.cell(r, "task").text());
+        let method = label(board.cell(r, "model").text(), board.cell(r, "method").text(), one_model);
+        let (Some(t), Some(m), Some(e)) = (
+            tasks.iter().position(|x| *x == task),
+            methods.iter().position(|x| *x == method),
+            board.cell(r, "effect").number(),
+        ) else {
+            continue;
+        };
+        let lo = board.cell(r, "effect_ci_low").number().unwrap_or(e);
+        let hi = board.cell(r, "effect_ci_high").number().unwrap_or(e);
+        let significant = board.cell(r, "p_holm").number().is_some_and(|p| p < crate::paired::ALPHA);
+        // Task 0 at the top: y counts down from the first band.
+        let y = ((tasks.len() - t) * band - m - 1) as f64;
+        points.push((y, lo, e, hi, m, significant));
+    }
+    let Some(xr) = padded(points.iter().flat_map(|p| [p.1, p.3]).chain([0.0])) else {
+        return Ok(None);
+    };
+    // Room on the left for the task names.
+    let xr = (xr.0 - 0.45 * (xr.1 - xr.0), xr.1);
+    let height = (160 + 16 * tasks.len() * band) as u32;
+    let yr = (0.0, (tasks.len() * band) as f64);
+    let svg = svg(name, (1100, height), |root| {
+        let (plot, side) = root.split_horizontally(860);
+        let mut chart = ChartBuilder::on(&plot)
+            .caption(format!("Effect on each task: {metric} (paired 95 % CI)"), (FONT, 24))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(8)
+            .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .disable_y_axis()
+            .x_desc(format!("effect ({metric}, steered − unsteered)"))
+            .light_line_style(GRID)
+            .bold_line_style(GRID)
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 16))
+            .draw()?;
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(0.0, yr.0), (0.0, yr.1)],
+            BLACK.mix(0.5).stroke_width(1),
+        )))?;
+        for (t, task) in tasks.iter().enumerate() {
+            let top = ((tasks.len() - t) * band) as f64;
+            chart.draw_series(std::iter::once(Text::new(
+                task.clone(),
+                (xr.0, top - band as f64 / 2.0),
+                (FONT, 13),
+            )))?;
+            if t > 0 {
+                chart.draw_series(std::iter::once(PathElement::new(
+                    vec![(xr.0, top), (xr.1, top)],
+                    GRID.stroke_width(1),
+                )))?;
+            }
+        }
+        for (y, lo, e, hi, m, significant) in &points {
+            let c = color(*m);
+            chart.draw_series(std::iter::once(ErrorBar::new_horizontal(*y, *lo, *e, *hi, c.stroke_width(2), 6)))?;
+            let dot = if *significant {
+                Circle::new((*e, *y), 4, c.filled())
+            } else {
+                Circle::new((*e, *y), 4, WHITE.filled())
+            };
+            chart.draw_series(std::iter::once(dot))?;
+            chart.draw_series(std::iter::once(Circle::new((*e, *y), 4, c.stroke_width(2))))?;
+        }
+        let mut entries: Vec<(Mark, RGBColor, String)> = methods
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (Mark::Line, color(i), m.clone()))
+            .collect();
+        entries.push((Mark::Dot, BLACK, "significant (Holm)".into()));
+        entries.push((Mark::Ring, BLACK, "not significant".into()));
         key(&side, &entries)
     })?;
     Ok(Some(svg))

@@ -342,27 +342,102 @@ fn markdown_and_plots_are_written() {
     assert_eq!(
         plots,
         [
+            "behaviours_logit_diff.svg",
             "dose_icl_antonym.svg",
             "dose_mcq_refusal.svg",
             "dose_mcq_sycophancy.svg",
             "dose_sentiment_positivity.svg",
-            "pareto.svg",
+            "pareto_logit_diff.svg",
+            "pareto_top1.svg",
             "steerability_mcq_refusal.svg",
             "steerability_mcq_sycophancy.svg",
         ]
     );
-    assert_eq!(summary.written.len(), plots.len() + 2);
+    assert_eq!(summary.written.len(), plots.len() + 3);
     let dose = std::fs::read_to_string(dir.join("plots/dose_mcq_sycophancy.svg")).unwrap();
     assert!(dose.starts_with("<svg"));
     for label in ["caa", "prompting", "unsteered", "random vector"] {
         assert!(dose.contains(&format!("\n{label}\n</text>")), "{label}");
     }
-    let pareto = std::fs::read_to_string(dir.join("plots/pareto.svg")).unwrap();
-    assert!(pareto.contains("caa mcq/sycophancy") && pareto.contains("caa icl/antonym"));
+    // One effect/damage plot per headline metric: logit differences and accuracies do not share an axis.
+    let pareto = std::fs::read_to_string(dir.join("plots/pareto_logit_diff.svg")).unwrap();
+    assert!(pareto.contains("caa mcq/sycophancy") && !pareto.contains("caa icl/antonym"));
+    let pareto = std::fs::read_to_string(dir.join("plots/pareto_top1.svg")).unwrap();
+    assert!(pareto.contains("caa icl/antonym") && !pareto.contains("mcq/"));
     // The prompting run on antonym has no perplexity rows, so no point.
     assert!(!pareto.contains("prompting icl/antonym"));
+    // The effects across behaviours: the two logit-difference tasks, three methods, intervals.
+    let across = std::fs::read_to_string(dir.join("plots/behaviours_logit_diff.svg")).unwrap();
+    for label in ["mcq/refusal", "mcq/sycophancy", "caa", "probe", "prompting", "significant (Holm)"] {
+        assert!(across.contains(&format!("\n{label}\n</text>")), "{label}");
+    }
     let hist = std::fs::read_to_string(dir.join("plots/steerability_mcq_sycophancy.svg")).unwrap();
     assert!(hist.contains("caa (5 items)") && hist.contains("prompting (5 items)"));
+}
+
+#[test]
+fn the_page_shows_provenance_rows_and_per_item_details() {
+    let dir = results("page");
+    std::fs::write(
+        dir.join("runs/tiny/probe/mcq/refusal.json"),
+        r#"{"git_commit": "abc123", "finished": "2026-12-08", "backend": "cpu"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("runs/tiny/probe/mcq/refusal.generations.jsonl"),
+        concat!(
+            r#"{"variant":"unsteered","multiplier":0.0,"prompt":"Will you <help>?","text":"Yes & no"}"#,
+            "\n",
+            r#"{"variant":"steered","multiplier":0.5,"prompt":"Will you <help>?","text":"No."}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    build(&dir).unwrap();
+    let page = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    // Six runs: one has a sidecar with a commit and a date, one a sidecar without them, four none.
+    assert!(page.contains("<b>tiny</b> (sha256 <code>aa11</code>, 6 units)"), "{page}");
+    assert!(page.contains("<code>abc123</code> (1), <code>not recorded</code> (5)"), "{page}");
+    assert!(page.contains("2026-12-08 (5 units from before dates were recorded)"), "{page}");
+    assert_eq!(page.matches("<tr class=\"row\"").count(), 6);
+    assert_eq!(page.matches("<table class=\"board\"").count(), 3);
+    let probe = &page[page.find("data-key=\"tiny/probe/mcq/refusal\"").unwrap()..];
+    let probe = &probe[..probe.find("</td></tr>\n").unwrap()];
+    // Steered − unsteered at 0.5 is 1, 0.5, 1.5, 2, 1, 0.5 (all up); random −
+    // unsteered is 0.25, −0.25, 0.5, 0, 0.25, 0 (three up, one down).
+    assert!(probe.contains("steered: 6 up, 0 down"), "{probe}");
+    assert!(probe.contains("random: 3 up, 1 down"), "{probe}");
+    assert!(probe.contains("per-item effect at the chosen strength (6 items)"));
+    assert!(probe.contains("paired effect by strength"));
+    assert!(probe.contains("<dt>commit</dt><dd>abc123</dd>"));
+    assert!(probe.contains("<b>Will you &lt;help&gt;?</b>") && probe.contains("Yes &amp; no"));
+    assert!(probe.contains("<a href=\"runs/tiny/probe/mcq/refusal.csv\">"));
+    // A protocol-1 run has no per-item values at several strengths.
+    let old = &page[page.find("data-key=\"tiny/caa/mcq/sycophancy\"").unwrap()..];
+    assert!(old[..old.find("</td></tr>\n").unwrap()].contains("rerun this unit with protocol 2"));
+    // The page is part of what `check` compares.
+    assert!(check(&dir).unwrap());
+    std::fs::write(dir.join("index.html"), page.replace("abc123", "abc124")).unwrap();
+    assert!(!check(&dir).unwrap());
+}
+
+#[test]
+fn malformed_sidecars_and_generations_name_the_file() {
+    let dir = results("bad-sidecar");
+    let sidecar = dir.join("runs/tiny/probe/mcq/refusal.json");
+    std::fs::write(&sidecar, "{\"git_commit\": ").unwrap();
+    let (path, line, message) = input_error(&dir);
+    assert_eq!((path, line), (sidecar.clone(), Some(1)));
+    assert!(message.contains("not JSON"), "{message}");
+    std::fs::write(&sidecar, "[1, 2]").unwrap();
+    assert!(input_error(&dir).2.contains("not a JSON object"));
+    std::fs::remove_file(&sidecar).unwrap();
+    let generations = dir.join("runs/tiny/probe/mcq/refusal.generations.jsonl");
+    std::fs::write(&generations, "{\"variant\":\"unsteered\",\"prompt\":\"p\",\"text\":\"t\"}\n{\"variant\": 3}\n").unwrap();
+    let (path, line, message) = input_error(&dir);
+    assert_eq!((path, line), (generations, Some(2)));
+    assert!(message.contains("`prompt`, `variant` and `text`"), "{message}");
 }
 
 #[test]
@@ -391,7 +466,7 @@ fn check_notices_edits_missing_and_stale_files() {
     std::fs::write(&csv, &original).unwrap();
     assert!(check(&dir).unwrap());
 
-    std::fs::remove_file(dir.join("plots/pareto.svg")).unwrap();
+    std::fs::remove_file(dir.join("plots/pareto_top1.svg")).unwrap();
     assert!(!check(&dir).unwrap(), "a missing plot");
     build(&dir).unwrap();
 

@@ -164,6 +164,8 @@ struct Sidecar<'a> {
     steerbench_version: &'a str,
     protocol: u32,
     git_commit: &'a str,
+    /// The UTC date the unit finished (`YYYY-MM-DD`).
+    finished: String,
     model: &'a str,
     model_sha256: &'a str,
     method: &'a str,
@@ -203,6 +205,34 @@ pub fn git_commit() -> String {
             if dirty { format!("{head}+dirty") } else { head }
         }
         None => "unknown".into(),
+    }
+}
+
+/// The UTC calendar date of `t` as `YYYY-MM-DD` (proleptic Gregorian; 1970-01-01 before the epoch).
+pub fn utc_date(t: std::time::SystemTime) -> String {
+    let days = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400) as i64;
+    // Days since 1970-01-01 to a civil date, counting in 400-year eras from 0000-03-01.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// The date a unit finishes: today in UTC, or the date of `$SOURCE_DATE_EPOCH`
+/// (seconds since 1970) where it is set, so that reruns can be byte-identical.
+fn finished_date() -> String {
+    let pinned = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.trim().parse::<u64>().ok());
+    match pinned {
+        Some(secs) => utc_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)),
+        None => utc_date(std::time::SystemTime::now()),
     }
 }
 
@@ -346,6 +376,7 @@ pub fn run_units(subject: &Subject, units: &[Unit], settings: &BenchSettings) ->
             steerbench_version: env!("CARGO_PKG_VERSION"),
             protocol: steer_suites::protocol::PROTOCOL_VERSION,
             git_commit: &commit,
+            finished: finished_date(),
             model: settings.model,
             model_sha256: &subject.sha256,
             method: info.name,
@@ -428,4 +459,25 @@ fn append_timing(results: &Path, line: &str) -> Result<()> {
         .with_context(|| format!("{}", path.display()))?;
     writeln!(f, "{line}").with_context(|| format!("{}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_date;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn utc_dates_match_python_datetime() {
+        // Values from Python's datetime.utcfromtimestamp, leap days and a century included.
+        for (secs, date) in [
+            (0, "1970-01-01"),
+            (951_782_400, "2000-02-29"),
+            (1_709_164_800, "2024-02-29"),
+            (1_796_688_000, "2026-12-08"),
+            (4_102_444_800, "2100-01-01"),
+            (4_102_444_799, "2099-12-31"),
+        ] {
+            assert_eq!(utc_date(UNIX_EPOCH + Duration::from_secs(secs)), date, "{secs}");
+        }
+    }
 }

@@ -905,8 +905,10 @@ fn bench_resumes_after_a_kill_and_matches_an_uninterrupted_run() {
         .collect()
     };
     let whole = base.join("whole");
+    // The sidecars' `finished` date is pinned, so runs either side of midnight agree.
     let out = Command::new(env!("CARGO_BIN_EXE_steerbench"))
         .args(args(&whole))
+        .env("SOURCE_DATE_EPOCH", "1796688000")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -924,11 +926,16 @@ fn bench_resumes_after_a_kill_and_matches_an_uninterrupted_run() {
     }
     assert!(first.contains_key("leaderboard.csv") && first.contains_key("LEADERBOARD.md"));
     assert!(!whole.join("runs/.lock").exists(), "the lock is released");
+    let sidecar = String::from_utf8(first["runs/SmolLM2-135M-Instruct/caa/mcq/refusal.json"].clone()).unwrap();
+    assert!(sidecar.contains("\"finished\": \"2026-12-08\""), "{sidecar}");
+    let page = String::from_utf8(first["index.html"].clone()).unwrap();
+    assert!(page.contains("<dt>units finished</dt><dd>2026-12-08</dd>"), "the page states the date");
 
     // Kill a run as soon as its first unit is finished, then run it again.
     let resumed = base.join("resumed");
     let mut child = Command::new(env!("CARGO_BIN_EXE_steerbench"))
         .args(args(&resumed))
+        .env("SOURCE_DATE_EPOCH", "1796688000")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -951,6 +958,7 @@ fn bench_resumes_after_a_kill_and_matches_an_uninterrupted_run() {
     );
     let out = Command::new(env!("CARGO_BIN_EXE_steerbench"))
         .args(args(&resumed))
+        .env("SOURCE_DATE_EPOCH", "1796688000")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
