@@ -13,9 +13,15 @@
 #   - and the steering must change the text, so the agreement means something;
 #   - steerbench at layer L-1 (the convention the tensor names suggest, were
 #     llama.cpp's `direction.N` block N-1's output) is printed beside it.
+# Then it makes a control vector with llama.cpp's own `llama-cvector-generator`
+# (mean method, every layer it writes) from contrasting prompts written for
+# this check, and compares llama.cpp under `--control-vector-scaled` with
+# `steerbench generate --steering` at the same scale: the import of a vector
+# made elsewhere must steer every layer as llama.cpp does.
 # Usage: tools/llama_cpp_check.sh [steerbench binary]
 # Environment: LLAMA_CPP_DIR (build folder, default target/llama.cpp),
-# LAYERS (default "3 10 20 29"), MULTIPLIER (default 8), TOKENS (default 24).
+# LAYERS (default "3 10 20 29"), MULTIPLIER (default 8), TOKENS (default 24),
+# SCALES (of the generated control vector, default "2 4").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,9 +31,21 @@ DIR=${LLAMA_CPP_DIR:-target/llama.cpp}
 LAYERS=${LAYERS:-"3 10 20 29"}
 MULTIPLIER=${MULTIPLIER:-8}
 TOKENS=${TOKENS:-24}
+SCALES=${SCALES:-"2 4"}
 STEERBENCH=${1:-target/debug/steerbench}
 PROMPTS=("I think that the best way to spend a Sunday is"
          "My honest opinion of your essay is that")
+# Contrasting prompts for llama-cvector-generator, written for this check.
+POSITIVE=("I feel wonderful today, and the reason is"
+          "What a delightful surprise it was when"
+          "Everything about this trip has been lovely, especially"
+          "I am so grateful and happy that"
+          "The best part of my week was")
+NEGATIVE=("I feel miserable today, and the reason is"
+          "What a horrible shock it was when"
+          "Everything about this trip has been awful, especially"
+          "I am so bitter and unhappy that"
+          "The worst part of my week was")
 
 command -v cmake >/dev/null || { echo "llama_cpp_check: needs cmake (apt-get install cmake)" >&2; exit 1; }
 [ -x "$STEERBENCH" ] || { echo "llama_cpp_check: no steerbench binary at $STEERBENCH (cargo build -p steerbench)" >&2; exit 1; }
@@ -52,12 +70,13 @@ echo "$SHA256  $sdist" | sha256sum -c --quiet
 src="$DIR/llama_cpp_python-$VERSION/vendor/llama.cpp"
 [ -d "$src" ] || tar -xzf "$sdist" -C "$DIR"
 
-# 2. Build llama-completion and llama-quantize (CPU only, no network features).
+# 2. Build llama-completion, llama-quantize and llama-cvector-generator (CPU only, no network features).
 bin="$DIR/build/bin/llama-completion"
-if [ ! -x "$bin" ] || [ ! -x "$DIR/build/bin/llama-quantize" ]; then
+gen="$DIR/build/bin/llama-cvector-generator"
+if [ ! -x "$bin" ] || [ ! -x "$DIR/build/bin/llama-quantize" ] || [ ! -x "$gen" ]; then
     cmake -S "$src" -B "$DIR/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
         -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_NATIVE=ON >"$DIR/cmake.log"
-    cmake --build "$DIR/build" --target llama-completion llama-quantize -j"$(nproc)" >"$DIR/build.log"
+    cmake --build "$DIR/build" --target llama-completion llama-quantize llama-cvector-generator -j"$(nproc)" >"$DIR/build.log"
 fi
 echo "llama.cpp $(cd "$src" && git describe --tags 2>/dev/null || echo "from llama-cpp-python $VERSION"): $bin"
 
@@ -72,9 +91,10 @@ model=$(python3 -c "import os; h=os.environ.get('STEERBENCH_HOME') or os.path.jo
 f32="$DIR/SmolLM2-135M-Instruct.F32.gguf"
 [ -f "$f32" ] || "$DIR/build/bin/llama-quantize" --allow-requantize "$model" "$f32" F32 >"$DIR/quantize.log" 2>&1
 
-llama() { # prompt [control vector]
+llama() { # prompt [control vector [scale]]
     local cv=()
     [ $# -gt 1 ] && cv=(--control-vector "$2")
+    [ $# -gt 2 ] && cv=(--control-vector-scaled "$2" "$3")
     "$bin" -m "$f32" -p "$1" -n "$TOKENS" --temp 0 --top-k 1 -no-cnv --no-display-prompt --no-warmup \
         -t "$(nproc)" -c 256 "${cv[@]}" 2>/dev/null | sed 's/ *\[end of text\]//' | tr -d '\r'
 }
@@ -121,6 +141,29 @@ for layer in $LAYERS; do
         echo "  steerbench layer $layer     : $here"
         echo "  steerbench layer $((layer - 1))     : $before$(same "$before" "$lcpp" && echo '   (same as llama.cpp)')"
         echo "  unsteered              : $unsteered"
+    done
+done
+
+# 4. A control vector made by llama.cpp itself, applied by both.
+printf '%s\n' "${POSITIVE[@]}" >"$work/positive.txt"
+printf '%s\n' "${NEGATIVE[@]}" >"$work/negative.txt"
+made="$work/generated.gguf"
+"$gen" -m "$f32" --positive-file "$work/positive.txt" --negative-file "$work/negative.txt" --method mean \
+    -t "$(nproc)" -o "$made" >"$DIR/cvector.log" 2>&1
+echo "llama-cvector-generator wrote $made ($(grep -c . "$work/positive.txt") prompt pairs, mean method)"
+for scale in $SCALES; do
+    for prompt in "${PROMPTS[@]}"; do
+        unsteered=$(steer "$prompt")
+        lcpp=$(llama "$prompt" "$made" "$scale")
+        here=$(steer "$prompt" --steering "$made" --multiplier "$scale")
+        checks=$((checks + 1))
+        verdict=agree
+        if ! same "$lcpp" "$here"; then verdict=DIFFER; failures=$((failures + 1)); fi
+        if same "$here" "$unsteered"; then verdict="$verdict, steering changes nothing"; failures=$((failures + 1)); fi
+        echo "generated control vector ×$scale $verdict: $prompt"
+        echo "  llama.cpp  : $lcpp"
+        echo "  steerbench : $here"
+        echo "  unsteered  : $unsteered"
     done
 done
 echo "llama_cpp_check: $((checks)) comparisons, $failures failures"

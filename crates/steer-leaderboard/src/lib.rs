@@ -12,8 +12,8 @@
 #![warn(missing_docs)]
 
 pub mod input;
-pub mod paired;
 pub mod page;
+pub mod paired;
 mod plots;
 mod render;
 pub mod table;

@@ -391,7 +391,10 @@ fn pareto(name: &str, tables: &Tables, metric: &str) -> Result<Option<String>> {
         let (plot, side) = root.split_horizontally(900);
         let mut entries = Vec::new();
         let mut chart = ChartBuilder::on(&plot)
-            .caption(format!("Effect beyond a random vector against perplexity damage: {metric}"), (FONT, 24))
+            .caption(
+                format!("Effect beyond a random vector against perplexity damage: {metric}"),
+                (FONT, 24),
+            )
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(64)
@@ -473,7 +476,10 @@ fn behaviours(name: &str, tables: &Tables, metric: &str) -> Result<Option<String
         };
         let lo = board.cell(r, "effect_ci_low").number().unwrap_or(e);
         let hi = board.cell(r, "effect_ci_high").number().unwrap_or(e);
-        let significant = board.cell(r, "p_holm").number().is_some_and(|p| p < crate::paired::ALPHA);
+        let significant = board
+            .cell(r, "p_holm")
+            .number()
+            .is_some_and(|p| p < crate::paired::ALPHA);
         // Task 0 at the top: y counts down from the first band.
         let y = ((tasks.len() - t) * band - m - 1) as f64;
         points.push((y, lo, e, hi, m, significant));
@@ -523,7 +529,14 @@ fn behaviours(name: &str, tables: &Tables, metric: &str) -> Result<Option<String
         }
         for (y, lo, e, hi, m, significant) in &points {
             let c = color(*m);
-            chart.draw_series(std::iter::once(ErrorBar::new_horizontal(*y, *lo, *e, *hi, c.stroke_width(2), 6)))?;
+            chart.draw_series(std::iter::once(ErrorBar::new_horizontal(
+                *y,
+                *lo,
+                *e,
+                *hi,
+                c.stroke_width(2),
+                6,
+            )))?;
             let dot = if *significant {
                 Circle::new((*e, *y), 4, c.filled())
             } else {

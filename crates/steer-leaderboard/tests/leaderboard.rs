@@ -368,11 +368,28 @@ fn markdown_and_plots_are_written() {
     assert!(!pareto.contains("prompting icl/antonym"));
     // The effects across behaviours: the two logit-difference tasks, three methods, intervals.
     let across = std::fs::read_to_string(dir.join("plots/behaviours_logit_diff.svg")).unwrap();
-    for label in ["mcq/refusal", "mcq/sycophancy", "caa", "probe", "prompting", "significant (Holm)"] {
+    for label in [
+        "mcq/refusal",
+        "mcq/sycophancy",
+        "caa",
+        "probe",
+        "prompting",
+        "significant (Holm)",
+    ] {
         assert!(across.contains(&format!("\n{label}\n</text>")), "{label}");
     }
     let hist = std::fs::read_to_string(dir.join("plots/steerability_mcq_sycophancy.svg")).unwrap();
     assert!(hist.contains("caa (5 items)") && hist.contains("prompting (5 items)"));
+}
+
+/// The page's row with `key` and its detail row, up to the next row.
+fn row_and_detail<'a>(page: &'a str, key: &str) -> &'a str {
+    let from = &page[page.find(&format!("data-key=\"{key}\"")).expect(key)..];
+    let end = from
+        .find("<tr class=\"row\"")
+        .or_else(|| from.find("</table>"))
+        .unwrap();
+    &from[..end]
 }
 
 #[test]
@@ -397,13 +414,21 @@ fn the_page_shows_provenance_rows_and_per_item_details() {
     let page = std::fs::read_to_string(dir.join("index.html")).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"));
     // Six runs: one has a sidecar with a commit and a date, one a sidecar without them, four none.
-    assert!(page.contains("<b>tiny</b> (sha256 <code>aa11</code>, 6 units)"), "{page}");
-    assert!(page.contains("<code>abc123</code> (1), <code>not recorded</code> (5)"), "{page}");
-    assert!(page.contains("2026-12-08 (5 units from before dates were recorded)"), "{page}");
+    assert!(
+        page.contains("<b>tiny</b> (sha256 <code>aa11</code>, 6 units)"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<code>abc123</code> (1), <code>not recorded</code> (5)"),
+        "{page}"
+    );
+    assert!(
+        page.contains("2026-12-08 (5 units from before dates were recorded)"),
+        "{page}"
+    );
     assert_eq!(page.matches("<tr class=\"row\"").count(), 6);
     assert_eq!(page.matches("<table class=\"board\"").count(), 3);
-    let probe = &page[page.find("data-key=\"tiny/probe/mcq/refusal\"").unwrap()..];
-    let probe = &probe[..probe.find("</td></tr>\n").unwrap()];
+    let probe = row_and_detail(&page, "tiny/probe/mcq/refusal");
     // Steered − unsteered at 0.5 is 1, 0.5, 1.5, 2, 1, 0.5 (all up); random −
     // unsteered is 0.25, −0.25, 0.5, 0, 0.25, 0 (three up, one down).
     assert!(probe.contains("steered: 6 up, 0 down"), "{probe}");
@@ -414,8 +439,7 @@ fn the_page_shows_provenance_rows_and_per_item_details() {
     assert!(probe.contains("<b>Will you &lt;help&gt;?</b>") && probe.contains("Yes &amp; no"));
     assert!(probe.contains("<a href=\"runs/tiny/probe/mcq/refusal.csv\">"));
     // A protocol-1 run has no per-item values at several strengths.
-    let old = &page[page.find("data-key=\"tiny/caa/mcq/sycophancy\"").unwrap()..];
-    assert!(old[..old.find("</td></tr>\n").unwrap()].contains("rerun this unit with protocol 2"));
+    assert!(row_and_detail(&page, "tiny/caa/mcq/sycophancy").contains("rerun this unit with protocol 2"));
     // The page is part of what `check` compares.
     assert!(check(&dir).unwrap());
     std::fs::write(dir.join("index.html"), page.replace("abc123", "abc124")).unwrap();
@@ -434,7 +458,11 @@ fn malformed_sidecars_and_generations_name_the_file() {
     assert!(input_error(&dir).2.contains("not a JSON object"));
     std::fs::remove_file(&sidecar).unwrap();
     let generations = dir.join("runs/tiny/probe/mcq/refusal.generations.jsonl");
-    std::fs::write(&generations, "{\"variant\":\"unsteered\",\"prompt\":\"p\",\"text\":\"t\"}\n{\"variant\": 3}\n").unwrap();
+    std::fs::write(
+        &generations,
+        "{\"variant\":\"unsteered\",\"prompt\":\"p\",\"text\":\"t\"}\n{\"variant\": 3}\n",
+    )
+    .unwrap();
     let (path, line, message) = input_error(&dir);
     assert_eq!((path, line), (generations, Some(2)));
     assert!(message.contains("`prompt`, `variant` and `text`"), "{message}");

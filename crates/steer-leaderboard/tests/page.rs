@@ -89,7 +89,8 @@ fn rows(dom: &str) -> Vec<DomRow> {
     for table in dom.split("<table class=\"board\"").skip(1) {
         let head = &table[..table.find('>').unwrap()];
         let suite = attribute(head, "data-suite").expect("a suite name");
-        let body = &table[..table.find("</table>").unwrap()];
+        // Detail rows hold tables of their own: a board ends at the next heading.
+        let body = &table[..table.find("<h2").unwrap_or(table.len())];
         for chunk in body.split("<tr class=\"row").skip(1) {
             let tag = &chunk[..chunk.find('>').unwrap()];
             let cells_html = &chunk[..chunk.find("</tr>").unwrap()];
@@ -115,7 +116,7 @@ fn column(dom: &str, name: &str) -> usize {
     header
         .split("<th ")
         .skip(1)
-        .position(|th| attribute(&th[..th.find('>').unwrap()], "data-col").as_deref() == Some(name))
+        .position(|th| attribute(&format!(" {}", &th[..th.find('>').unwrap()]), "data-col").as_deref() == Some(name))
         .unwrap_or_else(|| panic!("no column {name}"))
 }
 
@@ -149,7 +150,13 @@ fn the_page_holds_every_row_sorts_filters_and_renders() {
         .records()
         .map(|r| {
             let r = r.unwrap();
-            format!("{}/{}/{}/{}", &r[at("model")], &r[at("method")], &r[at("suite")], &r[at("task")])
+            format!(
+                "{}/{}/{}/{}",
+                &r[at("model")],
+                &r[at("method")],
+                &r[at("suite")],
+                &r[at("task")]
+            )
         })
         .collect();
     assert!(keys.len() >= 10, "the committed leaderboard has {} rows", keys.len());
@@ -170,10 +177,19 @@ fn the_page_holds_every_row_sorts_filters_and_renders() {
 
     // Sorting by the effect, descending, reorders the rows within each suite.
     let effect = column(&dom, "effect");
-    let sorted = rows(&browse(&page, "#sort=effect&dir=desc", &["--dump-dom".into()], &profile));
+    let sorted = rows(&browse(
+        &page,
+        "#sort=effect&dir=desc",
+        &["--dump-dom".into()],
+        &profile,
+    ));
     assert_eq!(sorted.len(), plain.len());
     let mut moved = false;
-    for suite in plain.iter().map(|r| r.suite.clone()).collect::<std::collections::BTreeSet<_>>() {
+    for suite in plain
+        .iter()
+        .map(|r| r.suite.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
         let before: Vec<&DomRow> = plain.iter().filter(|r| r.suite == suite).collect();
         let after: Vec<&DomRow> = sorted.iter().filter(|r| r.suite == suite).collect();
         let mut a: Vec<&str> = before.iter().map(|r| r.key.as_str()).collect();
@@ -182,17 +198,17 @@ fn the_page_holds_every_row_sorts_filters_and_renders() {
         a.sort();
         b.sort();
         assert_eq!(a, b, "sorting keeps {suite}'s rows");
-        let values: Vec<Option<f64>> = after
-            .iter()
-            .map(|r| r.cells[effect].parse::<f64>().ok())
-            .collect();
+        let values: Vec<Option<f64>> = after.iter().map(|r| r.cells[effect].parse::<f64>().ok()).collect();
         let numbers: Vec<f64> = values.iter().flatten().copied().collect();
         assert!(
             numbers.windows(2).all(|w| w[0] >= w[1]),
             "{suite}: effects not descending: {numbers:?}"
         );
         let first_empty = values.iter().position(Option::is_none).unwrap_or(values.len());
-        assert!(values[first_empty..].iter().all(Option::is_none), "{suite}: empty effects sort last");
+        assert!(
+            values[first_empty..].iter().all(Option::is_none),
+            "{suite}: empty effects sort last"
+        );
     }
     assert!(moved, "sorting by the effect changed no table's order");
 
@@ -212,7 +228,10 @@ fn the_page_holds_every_row_sorts_filters_and_renders() {
     let open = &dom[dom.find("id=\"r1\"").unwrap()..];
     let detail = &open[open.find("<tr class=\"detail\"").unwrap()..];
     let detail = &detail[..detail.find("</td></tr>").unwrap()];
-    assert!(!detail[..detail.find('>').unwrap()].contains("hidden"), "the detail of r1 is shown");
+    assert!(
+        !detail[..detail.find('>').unwrap()].contains("hidden"),
+        "the detail of r1 is shown"
+    );
     assert!(detail.contains("paired effect by strength"), "{detail}");
 
     // A screenshot of the page as a reader sees it.
@@ -221,9 +240,16 @@ fn the_page_holds_every_row_sorts_filters_and_renders() {
     browse(
         &page,
         "#open=r1",
-        &[format!("--screenshot={}", shot.display()), "--window-size=1400,1800".into()],
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=1400,1800".into(),
+        ],
         &profile,
     );
     let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 20_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
 }

@@ -229,7 +229,9 @@ pub fn utc_date(t: std::time::SystemTime) -> String {
 /// The date a unit finishes: today in UTC, or the date of `$SOURCE_DATE_EPOCH`
 /// (seconds since 1970) where it is set, so that reruns can be byte-identical.
 fn finished_date() -> String {
-    let pinned = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.trim().parse::<u64>().ok());
+    let pinned = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
     match pinned {
         Some(secs) => utc_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)),
         None => utc_date(std::time::SystemTime::now()),

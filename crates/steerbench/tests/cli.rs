@@ -929,7 +929,10 @@ fn bench_resumes_after_a_kill_and_matches_an_uninterrupted_run() {
     let sidecar = String::from_utf8(first["runs/SmolLM2-135M-Instruct/caa/mcq/refusal.json"].clone()).unwrap();
     assert!(sidecar.contains("\"finished\": \"2026-12-08\""), "{sidecar}");
     let page = String::from_utf8(first["index.html"].clone()).unwrap();
-    assert!(page.contains("<dt>units finished</dt><dd>2026-12-08</dd>"), "the page states the date");
+    assert!(
+        page.contains("<dt>units finished</dt><dd>2026-12-08</dd>"),
+        "the page states the date"
+    );
 
     // Kill a run as soon as its first unit is finished, then run it again.
     let resumed = base.join("resumed");
