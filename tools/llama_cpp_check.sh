@@ -94,7 +94,7 @@ f32="$DIR/SmolLM2-135M-Instruct.F32.gguf"
 llama() { # prompt [control vector [scale]]
     local cv=()
     [ $# -gt 1 ] && cv=(--control-vector "$2")
-    [ $# -gt 2 ] && cv=(--control-vector-scaled "$2" "$3")
+    [ $# -gt 2 ] && cv=(--control-vector-scaled "$2:$3")
     "$bin" -m "$f32" -p "$1" -n "$TOKENS" --temp 0 --top-k 1 -no-cnv --no-display-prompt --no-warmup \
         -t "$(nproc)" -c 256 "${cv[@]}" 2>/dev/null | sed 's/ *\[end of text\]//' | tr -d '\r'
 }

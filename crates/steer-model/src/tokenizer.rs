@@ -635,7 +635,17 @@ impl ChatTokenizer {
             bos_token => self.bos_token.as_deref().unwrap_or(""),
             eos_token => self.eos_token.as_deref().unwrap_or(""),
         };
-        template.render(ctx).map_err(|e| template_error(one_line(e)))
+        let mut out = Bounded::default();
+        match template.render_captured_to(ctx, &mut out) {
+            Ok(_) => String::from_utf8(out.bytes).map_err(|_| template_error("the output is not UTF-8".into())),
+            Err(_) if out.over => Err(template_error(format!(
+                "the rendered prompt would exceed {TEMPLATE_OUTPUT_LIMIT} bytes"
+            ))),
+            Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(template_error(format!(
+                "rendering ran past {TEMPLATE_FUEL} instructions (a loop that does not end?)"
+            ))),
+            Err(e) => Err(template_error(one_line(e))),
+        }
     }
 
     /// Renders `messages` with the chat template and encodes the result without
@@ -952,6 +962,36 @@ fn merges_from_scores(tokens: &[&str], scores: &[f32]) -> Vec<(String, String)> 
         .collect()
 }
 
+/// Instructions a chat template may run per rendering: a real template uses a
+/// few dozen per message, so this allows conversations of thousands of turns
+/// while a template from a stranger's GGUF cannot loop for ever.
+pub const TEMPLATE_FUEL: u64 = 1_000_000;
+
+/// Bytes a rendered chat template may hold.
+pub const TEMPLATE_OUTPUT_LIMIT: usize = 4 << 20;
+
+/// A writer that refuses to grow past [`TEMPLATE_OUTPUT_LIMIT`] bytes.
+#[derive(Default)]
+struct Bounded {
+    bytes: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > TEMPLATE_OUTPUT_LIMIT {
+            self.over = true;
+            return Err(std::io::Error::other("chat template output too large"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Compiles a chat template in an environment set up like transformers'.
 fn compile_template(source: &str) -> Result<Environment<'static>, minijinja::Error> {
     let mut env = Environment::new();
@@ -960,6 +1000,8 @@ fn compile_template(source: &str) -> Result<Environment<'static>, minijinja::Err
     env.set_keep_trailing_newline(false);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function("raise_exception", raise_exception);
+    // Macro and include recursion stays at minijinja's own bound (500 levels).
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env.add_template_owned(TEMPLATE_NAME, source.to_owned())?;
     Ok(env)
 }
@@ -1478,6 +1520,33 @@ mod tests {
         assert!(err.starts_with("chat.gguf: chat template: "), "{err}");
         assert!(err.contains("Conversations must start with a user message"), "{err}");
         assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn templates_that_loop_recurse_or_grow_without_bound_are_one_line_errors() {
+        // 10^10 loop iterations: stopped by the fuel limit.
+        let tok = with_template("{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}");
+        let err = tok.apply_chat_template(&[user("hi")], true).unwrap_err().to_string();
+        assert!(err.starts_with("chat.gguf: chat template: "), "{err}");
+        assert!(err.contains("1000000 instructions"), "{err}");
+        // A macro calling itself: minijinja's recursion limit.
+        let tok = with_template("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}");
+        let err = tok.apply_chat_template(&[user("hi")], true).unwrap_err().to_string();
+        assert!(
+            err.starts_with("chat.gguf: chat template: ") && !err.contains('\n'),
+            "{err}"
+        );
+        // 6.4 MB of output from a few instructions.
+        let tok = with_template("{% for i in range(100) %}{{ 'x' * 64000 }}{% endfor %}");
+        let err = tok.apply_chat_template(&[user("hi")], true).unwrap_err().to_string();
+        assert!(err.contains("would exceed 4194304 bytes"), "{err}");
+        // Just under the bound renders.
+        let tok = with_template("{% for i in range(60) %}{{ 'x' * 64000 }}{% endfor %}");
+        assert_eq!(tok.apply_chat_template(&[user("hi")], true).unwrap().len(), 3_840_000);
+        // A conversation of a thousand turns is far inside the fuel.
+        let tok = with_template("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}");
+        let turns: Vec<ChatMessage> = (0..1000).map(|i| user(&format!("turn {i}"))).collect();
+        assert!(tok.apply_chat_template(&turns, true).unwrap().ends_with("turn 999\n"));
     }
 
     #[test]
