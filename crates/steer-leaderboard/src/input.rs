@@ -146,7 +146,18 @@ impl Run {
                 })
                 .collect());
         }
-        read_csv(path, &ITEM_COLUMNS)
+        let values: Vec<ItemValue> = read_csv(path, &ITEM_COLUMNS)?;
+        if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.value.is_finite()) {
+            return Err(Error::input(
+                path,
+                Some(i as u64 + 2),
+                format!(
+                    "column `value` is {}: a per-item value must be a finite number",
+                    v.value
+                ),
+            ));
+        }
+        Ok(values)
     }
 }
 
@@ -167,6 +178,20 @@ pub fn read_runs(runs_dir: &Path) -> Result<Vec<Run>> {
         }
         let items = path.with_file_name(format!("{}.items.csv", name.trim_end_matches(".csv")));
         let rows: Vec<Row> = read_csv(path, &ROW_COLUMNS)?;
+        for (i, r) in rows.iter().enumerate() {
+            for (column, v) in [("value", Some(r.value)), ("ci_low", r.ci_low), ("ci_high", r.ci_high)] {
+                if v.is_some_and(|v| !v.is_finite()) {
+                    return Err(Error::input(
+                        path,
+                        Some(i as u64 + 2),
+                        format!(
+                            "column `{column}` is {}: a result must be a finite number",
+                            v.unwrap_or_default()
+                        ),
+                    ));
+                }
+            }
+        }
         runs.push(Run {
             path: path.clone(),
             rows,

@@ -84,6 +84,43 @@ fn provenance(run: &Run) -> Result<Provenance> {
         return Err(Error::input(&path, Some(1), "the sidecar is not a JSON object".into()));
     };
     let text = |key: &str| object.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    // A sidecar describes the rows beside it: where it says otherwise, one of them was swapped or edited.
+    let choice = run.rows.iter().find(|r| r.variant == "choice" && r.metric == "chosen");
+    if let Some(first) = choice.or(run.rows.first()) {
+        let task = format!("{}/{}", first.suite, first.task);
+        let claims = [
+            ("method", text("method"), first.method.clone()),
+            ("model_sha256", text("model_sha256"), first.model_sha256.clone()),
+            ("task", text("task"), task),
+        ];
+        for (field, said, rows) in claims {
+            if let Some(said) = said
+                && said != rows
+            {
+                return Err(Error::input(
+                    &path,
+                    None,
+                    format!(
+                        "field `{field}` is `{said}` but the rows in {} say `{rows}`",
+                        run.path.display()
+                    ),
+                ));
+            }
+        }
+        if let Some(n) = object.get("rows").and_then(|v| v.as_u64())
+            && n != run.rows.len() as u64
+        {
+            return Err(Error::input(
+                &path,
+                None,
+                format!(
+                    "field `rows` is {n} but {} holds {} rows",
+                    run.path.display(),
+                    run.rows.len()
+                ),
+            ));
+        }
+    }
     let source = object
         .get("method_source")
         .and_then(|v| v.as_object())

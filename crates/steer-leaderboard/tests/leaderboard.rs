@@ -469,6 +469,54 @@ fn malformed_sidecars_and_generations_name_the_file() {
 }
 
 #[test]
+fn non_finite_values_and_sidecars_that_contradict_their_rows_are_refused() {
+    let dir = results("nan");
+    let csv = dir.join("runs/tiny/probe/mcq/refusal.csv");
+    let original = std::fs::read_to_string(&csv).unwrap();
+    let (head, rest) = original.split_once('\n').unwrap();
+    let (first, tail) = rest.split_once('\n').unwrap();
+    let mut fields: Vec<&str> = first.split(',').collect();
+    fields[9] = "NaN";
+    std::fs::write(&csv, format!("{head}\n{}\n{tail}", fields.join(","))).unwrap();
+    let (path, line, message) = input_error(&dir);
+    assert_eq!((path, line), (csv.clone(), Some(2)));
+    assert!(message.contains("`value` is NaN"), "{message}");
+    std::fs::write(&csv, &original).unwrap();
+
+    let items = dir.join("runs/tiny/probe/mcq/refusal.items.csv");
+    let text = std::fs::read_to_string(&items).unwrap();
+    std::fs::write(
+        &items,
+        text.replacen("0,unsteered,logit_diff,0,0.0", "0,unsteered,logit_diff,0,inf", 1),
+    )
+    .unwrap();
+    let (path, line, message) = input_error(&dir);
+    assert_eq!((path, line), (items.clone(), Some(2)));
+    assert!(message.contains("`value` is inf"), "{message}");
+    std::fs::write(&items, &text).unwrap();
+
+    let sidecar = dir.join("runs/tiny/probe/mcq/refusal.json");
+    for (json, field) in [
+        (r#"{"method": "caa"}"#, "field `method` is `caa`"),
+        (r#"{"task": "mcq/sycophancy"}"#, "field `task` is `mcq/sycophancy`"),
+        (r#"{"model_sha256": "ffff"}"#, "field `model_sha256` is `ffff`"),
+        (r#"{"rows": 3}"#, "field `rows` is 3"),
+    ] {
+        std::fs::write(&sidecar, json).unwrap();
+        let (path, _, message) = input_error(&dir);
+        assert_eq!(path, sidecar);
+        assert!(message.contains(field) && message.contains("refusal.csv"), "{message}");
+    }
+    let rows = original.lines().count() - 1;
+    std::fs::write(
+        &sidecar,
+        format!(r#"{{"method": "probe", "task": "mcq/refusal", "model_sha256": "aa11", "rows": {rows}}}"#),
+    )
+    .unwrap();
+    build(&dir).unwrap();
+}
+
+#[test]
 fn building_twice_gives_identical_bytes() {
     let a = results("twice-a");
     let b = results("twice-b");
