@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use steer_stats::{Paired, paired};
 
 use crate::input::{ItemValue, Run};
-use crate::paired::{RESAMPLES, values};
+use crate::paired::{RESAMPLES, same, values};
 use crate::table::{Board, Cell, Tables, fixed};
 use crate::{Error, Result};
 
@@ -200,10 +200,6 @@ struct Detail {
     random_diffs: Vec<f64>,
 }
 
-fn same(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
-}
-
 fn detail(run: &Run, metric: &str, chosen: Option<f64>, seed: u64) -> Result<Detail> {
     let items = run.items()?;
     let path = run.items_path.as_deref().unwrap_or(&run.path);
@@ -355,24 +351,16 @@ fn short(x: f64) -> String {
     fixed(x, digits)
 }
 
-/// The range of `values` with 5 % on either side, always including 0.
+/// The range of `values` and 0, widened as the plots widen theirs.
 fn range(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
-    let (mut lo, mut hi) = (0.0f64, 0.0f64);
-    let mut any = false;
-    for v in values.into_iter().filter(|v| v.is_finite()) {
-        lo = lo.min(v);
-        hi = hi.max(v);
-        any = true;
-    }
-    if !any {
-        return None;
-    }
-    let pad = if hi > lo { (hi - lo) * 0.05 } else { 1.0 };
-    Some((lo - pad, hi + pad))
+    crate::plots::padded(values.into_iter().chain([0.0]))
 }
 
 /// The paired dose-response: effect over unsteered by multiplier, steered and random, with intervals.
 fn dose_svg(d: &Detail, chosen: Option<f64>, metric: &str) -> Option<String> {
+    if d.dose.is_empty() {
+        return None;
+    }
     let xs = range(d.dose.iter().map(|p| p.multiplier))?;
     let ys = range(d.dose.iter().flat_map(|p| {
         let mut v = vec![p.steered.effect.low, p.steered.effect.high];
@@ -506,34 +494,7 @@ fn cell_html(board: &Board, row: &[Cell], column: &str) -> (String, String) {
         Cell::Text(t) => t.clone(),
         c => c.number().map(|x| fixed(x, 6)).unwrap_or_default(),
     };
-    let num = |c: &Cell, d: usize| match c {
-        Cell::Num(x) | Cell::Multiplier(x) => fixed(*x, d),
-        Cell::Int(i) => i.to_string(),
-        Cell::Text(t) => t.clone(),
-        Cell::Empty => "–".into(),
-    };
-    let shown = match column {
-        "effect" => match (
-            cell,
-            board.cell(row, "effect_ci_low"),
-            board.cell(row, "effect_ci_high"),
-        ) {
-            (Cell::Num(v), Cell::Num(lo), Cell::Num(hi)) => {
-                format!("{} [{}, {}]", fixed(*v, 3), fixed(*lo, 3), fixed(*hi, 3))
-            }
-            (c, _, _) => num(c, 3),
-        },
-        "anti_steerable_fraction" => match (cell, board.cell(row, "random_anti_steerable_fraction")) {
-            (Cell::Num(a), Cell::Num(r)) => format!("{} ({})", fixed(*a, 2), fixed(*r, 2)),
-            (c, _) => num(c, 2),
-        },
-        "p_holm" => match cell {
-            Cell::Num(p) if *p < 0.001 => "<0.001".into(),
-            c => num(c, 3),
-        },
-        _ => num(cell, 3),
-    };
-    (key, shown)
+    (key, crate::render::shown(board, row, column))
 }
 
 /// Rows of a detail view's "how it was chosen" list.

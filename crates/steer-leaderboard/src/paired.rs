@@ -95,7 +95,8 @@ fn row<'a>(run: &'a Run, variant: &str, metric: &str) -> Option<&'a Row> {
     run.rows.iter().find(|r| r.variant == variant && r.metric == metric)
 }
 
-fn same(a: f64, b: f64) -> bool {
+/// Whether two multipliers read from files are the same grid point.
+pub(crate) fn same(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
 }
 

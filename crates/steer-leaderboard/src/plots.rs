@@ -96,7 +96,7 @@ fn key(area: &Area, entries: &[(Mark, RGBColor, String)]) -> Drawn {
 }
 
 /// `lo..hi` widened by 5 % on each side, or by ±1 when it is a single value.
-fn padded(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+pub(crate) fn padded(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for v in values.into_iter().filter(|v| v.is_finite()) {
         lo = lo.min(v);

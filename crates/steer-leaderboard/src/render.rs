@@ -41,11 +41,39 @@ fn escape(s: &str) -> String {
     s.replace('|', "\\|")
 }
 
-fn number(cell: &Cell) -> String {
-    match cell {
+/// A cell as the pages show it: numbers to three decimals, `–` for none,
+/// and the effect with its interval, the anti-steerable share with the
+/// random steering's, the letter bias with its change and small p-values
+/// as `<0.001`. Shared by LEADERBOARD.md and index.html.
+pub(crate) fn shown(board: &Board, row: &[Cell], column: &str) -> String {
+    let plain = |cell: &Cell| match cell {
         Cell::Num(x) => fixed(*x, 3),
         Cell::Empty => "–".into(),
-        other => escape(&other.csv()),
+        other => other.csv(),
+    };
+    let cell = board.cell(row, column);
+    let interval = |low: &str, high: &str| match (cell, board.cell(row, low), board.cell(row, high)) {
+        (Cell::Num(v), Cell::Num(lo), Cell::Num(hi)) => {
+            format!("{} [{}, {}]", fixed(*v, 3), fixed(*lo, 3), fixed(*hi, 3))
+        }
+        (c, _, _) => plain(c),
+    };
+    match column {
+        "steered" => interval("steered_ci_low", "steered_ci_high"),
+        "effect" => interval("effect_ci_low", "effect_ci_high"),
+        "anti_steerable_fraction" => match (cell, board.cell(row, "random_anti_steerable_fraction")) {
+            (Cell::Num(a), Cell::Num(r)) => format!("{} ({})", fixed(*a, 2), fixed(*r, 2)),
+            (c, _) => plain(c),
+        },
+        "letter_bias" => match (cell, board.cell(row, "delta_letter_bias")) {
+            (Cell::Num(b), Cell::Num(d)) => format!("{} ({:+.3})", fixed(*b, 3), d),
+            (c, _) => plain(c),
+        },
+        "p_holm" => match cell {
+            Cell::Num(p) if *p < 0.001 => "<0.001".to_string(),
+            c => plain(c),
+        },
+        _ => plain(cell),
     }
 }
 
@@ -73,45 +101,9 @@ pub fn markdown(board: &Board) -> String {
         for row in board.rows.iter().filter(|r| board.cell(r, "suite").text() == suite) {
             let mut cells: Vec<String> = Vec::with_capacity(headings.len());
             for (_, column) in MD_COLUMNS {
-                let cell = board.cell(row, column);
-                let text = match column {
-                    "steered" => match (
-                        cell,
-                        board.cell(row, "steered_ci_low"),
-                        board.cell(row, "steered_ci_high"),
-                    ) {
-                        (Cell::Num(v), Cell::Num(lo), Cell::Num(hi)) => {
-                            format!("{} [{}, {}]", fixed(*v, 3), fixed(*lo, 3), fixed(*hi, 3))
-                        }
-                        (c, _, _) => number(c),
-                    },
-                    "effect" => match (
-                        cell,
-                        board.cell(row, "effect_ci_low"),
-                        board.cell(row, "effect_ci_high"),
-                    ) {
-                        (Cell::Num(v), Cell::Num(lo), Cell::Num(hi)) => {
-                            format!("{} [{}, {}]", fixed(*v, 3), fixed(*lo, 3), fixed(*hi, 3))
-                        }
-                        (c, _, _) => number(c),
-                    },
-                    "anti_steerable_fraction" => match (cell, board.cell(row, "random_anti_steerable_fraction")) {
-                        (Cell::Num(a), Cell::Num(r)) => format!("{} ({})", fixed(*a, 2), fixed(*r, 2)),
-                        (c, _) => number(c),
-                    },
-                    "letter_bias" => match (cell, board.cell(row, "delta_letter_bias")) {
-                        (Cell::Num(b), Cell::Num(d)) => format!("{} ({:+.3})", fixed(*b, 3), d),
-                        (c, _) => number(c),
-                    },
-                    "p_holm" => match cell {
-                        Cell::Num(p) if *p < 0.001 => "<0.001".to_string(),
-                        c => number(c),
-                    },
-                    _ => number(cell),
-                };
-                cells.push(text);
+                cells.push(escape(&shown(board, row, column)));
             }
-            cells.push(number(board.cell(row, "delta_tinybench_accuracy")));
+            cells.push(escape(&shown(board, row, "delta_tinybench_accuracy")));
             out.push_str(&format!("| {} |\n", cells.join(" | ")));
         }
     }

@@ -326,11 +326,6 @@ fn pick(df: &DataFrame, tests: &[(&str, &str)]) -> Result<DataFrame> {
     Ok(df.filter(&mask)?)
 }
 
-/// Whether two multipliers read from the files are the same grid point.
-fn same_multiplier(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
-}
-
 /// Rows whose `multiplier` matches `target` (a column name, or `None` for zero).
 fn at_multiplier(df: &DataFrame, target: Option<&str>) -> Result<DataFrame> {
     let m = df.column("multiplier")?.f64()?;
@@ -339,7 +334,7 @@ fn at_multiplier(df: &DataFrame, target: Option<&str>) -> Result<DataFrame> {
             let t = df.column(column)?.f64()?;
             m.iter()
                 .zip(t.iter())
-                .map(|(a, b)| matches!((a, b), (Some(a), Some(b)) if same_multiplier(a, b)))
+                .map(|(a, b)| matches!((a, b), (Some(a), Some(b)) if crate::paired::same(a, b)))
                 .collect()
         }
         None => m.iter().map(|a| a.is_some_and(|a| a == 0.0)).collect(),
